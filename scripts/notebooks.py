@@ -42,10 +42,9 @@ def toc_files(toc: Path = ROOT / "_toc.yml") -> list[Path]:
             if "file" in entry:
                 names.append(entry["file"])
             for key in ("parts", "chapters", "sections"):
-                if key in entry:
-                    walk(entry[key])
+                walk(entry.get(key) or [])
 
-    walk(data.get("parts", []) + data.get("chapters", []))
+    walk((data.get("parts") or []) + (data.get("chapters") or []))
     found = []
     for name in names:
         candidates = [ROOT / name] if Path(name).suffix else [ROOT / f"{name}.ipynb", ROOT / f"{name}.md"]
