@@ -42,6 +42,7 @@ LINESTYLES: tuple[Any, ...] = (
 #: Figure width in inches for a full-width figure; heights follow the golden ratio.
 WIDTH: float = 6.4
 
+#: The matplotlib rc settings that :func:`use_style` applies.
 STYLE: dict[str, Any] = {
     "figure.figsize": (WIDTH, WIDTH / 1.618),
     "figure.dpi": 100,

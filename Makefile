@@ -1,0 +1,63 @@
+# fisherbook: every command sets itself up. `make book` builds the HTML book; `make test` runs
+# every check CI runs. Both create (or reuse) .venv and install pinned versions from
+# pyproject.toml + constraints.txt, so a fresh machine needs only Python 3.11.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+BUILD  := _build
+JOBS   ?= 2
+
+# The environment notebooks run under, when stored (make execute) and when checked (nbval).
+# scripts/notebooks.py sets the same values.
+export PYTHONHASHSEED := 0
+export OMP_NUM_THREADS := 2
+export MKL_NUM_THREADS := 2
+export OPENBLAS_NUM_THREADS := 2
+export MPLBACKEND := module://matplotlib_inline.backend_inline
+export TQDM_DISABLE := 1
+
+NBVAL := -p no:cacheprovider --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=300
+
+.PHONY: help venv book test unit nbval build-check execute student slides bench clean
+
+help:  ## list the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[book,test]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3" >/dev/null
+	@touch $@
+
+venv: $(STAMP)  ## create .venv with the pinned dependencies
+
+book: $(STAMP)  ## build the HTML book into _build/html (the main job)
+	$(VENV)/bin/jupyter-book build . -n -W --keep-going
+	@echo "Open _build/html/index.html, or: $(PY) -m http.server -d _build/html 8000"
+
+test: $(STAMP)  ## run every check: unit tests, nbval, hygiene, book build, built-site checks
+	$(PY) -m pytest tests -n $(JOBS) -q -m "not built_site"
+	$(PY) -m pytest $(NBVAL) -n $(JOBS) -q $$($(PY) scripts/notebooks.py list)
+	$(MAKE) --no-print-directory book
+	$(PY) -m pytest tests -q -m built_site
+
+unit: $(STAMP)  ## unit and property tests only (fast loop while developing)
+	$(PY) -m pytest tests -n $(JOBS) -q -m "not built_site"
+
+nbval: $(STAMP)  ## re-execute every toc notebook and compare with its stored outputs
+	$(PY) -m pytest $(NBVAL) -n $(JOBS) -q $$($(PY) scripts/notebooks.py list)
+
+execute: $(STAMP)  ## re-execute every toc notebook in place (NB=book/xx.ipynb for one)
+	$(PY) scripts/notebooks.py execute $(NB)
+
+bench: $(STAMP)  ## run the benchmarks and rewrite their reports in benchmarks/
+	for b in benchmarks/*.py; do $(PY) $$b; done
+
+clean:  ## remove build outputs (keeps .venv)
+	rm -rf $(BUILD) _student .pytest_cache
