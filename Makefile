@@ -45,6 +45,7 @@ test: $(STAMP)  ## run every check: unit tests, nbval, hygiene, book build, buil
 	$(PY) -m pytest tests -n $(JOBS) -q -m "not built_site"
 	$(PY) -m pytest $(NBVAL) -n $(JOBS) -q $$($(PY) scripts/notebooks.py list)
 	$(MAKE) --no-print-directory book
+	bash scripts/ensure_chromium.sh
 	$(PY) -m pytest tests -q -m built_site
 
 unit: $(STAMP)  ## unit and property tests only (fast loop while developing)
