@@ -23,7 +23,7 @@ export TQDM_DISABLE := 1
 
 NBVAL := -p no:cacheprovider --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=300
 
-.PHONY: help venv book test unit nbval build-check execute student slides bench clean
+.PHONY: help venv book test unit nbval execute student slides bench clean
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -41,10 +41,10 @@ book: $(STAMP)  ## build the HTML book into _build/html (the main job)
 	$(VENV)/bin/jupyter-book build . -n -W --keep-going
 	@echo "Open _build/html/index.html, or: $(PY) -m http.server -d _build/html 8000"
 
-test: $(STAMP)  ## run every check: unit tests, nbval, hygiene, book build, built-site checks
+test: $(STAMP)  ## run every check: unit tests, nbval, hygiene, book, slides, student edition, browser
 	$(PY) -m pytest tests -n $(JOBS) -q -m "not built_site"
 	$(PY) -m pytest $(NBVAL) -n $(JOBS) -q $$($(PY) scripts/notebooks.py list)
-	$(MAKE) --no-print-directory book
+	$(MAKE) --no-print-directory book slides student
 	bash scripts/ensure_chromium.sh
 	$(PY) -m pytest tests -q -m built_site
 
@@ -56,6 +56,13 @@ nbval: $(STAMP)  ## re-execute every toc notebook and compare with its stored ou
 
 execute: $(STAMP)  ## re-execute every toc notebook in place (NB=book/xx.ipynb for one)
 	$(PY) scripts/notebooks.py execute $(NB)
+
+slides: $(STAMP)  ## build reveal.js decks of every chapter into _build/slides (reveal.js from npm)
+	$(PY) scripts/slides.py
+
+student: $(STAMP)  ## write the student edition (no solutions) to _student/ and check it executes
+	$(PY) scripts/student.py
+	$(PY) -m pytest -p no:cacheprovider --nbval-lax --nbval-cell-timeout=300 -n $(JOBS) -q _student/book
 
 bench: $(STAMP)  ## run the benchmarks and rewrite their reports in benchmarks/
 	for b in benchmarks/*.py; do $(PY) $$b; done

@@ -179,3 +179,71 @@ def test_page_renders_in_chromium(relpath: str, server: str, browser) -> None:
     assert errors == [], f"console errors: {errors[:5]}"
     assert off_site == [], f"requests off localhost: {off_site[:5]}"
     page.close()
+
+
+# ---- slide decks (make slides) -------------------------------------------------------------
+
+SLIDES = ROOT / "_build" / "slides"
+sys_path_scripts = str(ROOT / "scripts")
+
+
+def _toc_stems() -> list[str]:
+    import sys
+
+    if sys_path_scripts not in sys.path:
+        sys.path.insert(0, sys_path_scripts)
+    from notebooks import toc_notebooks
+
+    return [p.stem for p in toc_notebooks()]
+
+
+@pytest.mark.parametrize("stem", _toc_stems())
+def test_slide_deck_has_key_results(stem: str) -> None:
+    deck = SLIDES / f"{stem}.html"
+    assert deck.exists(), f"no deck for {stem}: run `make slides`"
+    doc = BeautifulSoup(deck.read_text(encoding="utf-8"), "html.parser")
+    sections = doc.select(".slides > section")
+    assert len(sections) >= 4, f"{stem}: {len(sections)} slides, expected at least 4"
+    assert doc.find("img"), f"{stem}: the deck shows no figure"
+    for el in doc.find_all(["script", "link"]):
+        url = el.get("src") or el.get("href") or ""
+        assert not is_external(url), f"{stem}: loads {url}"
+
+
+@pytest.fixture(scope="module")
+def slide_server():
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(SLIDES))
+    handler.log_message = lambda *args: None
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+@pytest.mark.parametrize("stem", _toc_stems())
+def test_slide_deck_renders_offline(stem: str, slide_server: str, browser) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    errors: list[str] = []
+    off_site: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+
+    def route(r):
+        if r.request.url.startswith((slide_server, "data:", "blob:")):
+            r.continue_()
+        else:
+            off_site.append(r.request.url)
+            r.abort()
+
+    page.route("**/*", route)
+    page.goto(f"{slide_server}/{stem}.html", wait_until="load")
+    page.wait_for_function("window.Reveal && Reveal.isReady()", timeout=30_000)
+    if page.evaluate("document.body.innerHTML.includes('\\\\(') || document.body.innerHTML.includes('\\\\[')"):
+        page.wait_for_function("document.querySelector('mjx-container') !== null", timeout=30_000)
+        assert page.evaluate("document.querySelectorAll('mjx-merror').length") == 0
+    assert page.evaluate("Reveal.getTotalSlides()") >= 4
+    broken = page.evaluate("[...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).length")
+    assert broken == 0
+    assert errors == [], errors[:5]
+    assert off_site == [], off_site[:5]
+    page.close()
