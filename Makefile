@@ -42,14 +42,14 @@ book: $(STAMP)  ## build the HTML book into _build/html (the main job)
 	@echo "Open _build/html/index.html, or: $(PY) -m http.server -d _build/html 8000"
 
 test: $(STAMP)  ## run every check: unit tests, nbval, hygiene, book, slides, student edition, browser
-	$(PY) -m pytest tests -n $(JOBS) -q -m "not built_site"
+	$(PY) -m pytest tests fisherbook --doctest-modules -n $(JOBS) -q -m "not built_site"
 	$(PY) -m pytest $(NBVAL) -n $(JOBS) -q $$($(PY) scripts/notebooks.py list)
 	$(MAKE) --no-print-directory book slides student
 	bash scripts/ensure_chromium.sh
 	$(PY) -m pytest tests -q -m built_site
 
 unit: $(STAMP)  ## unit and property tests only (fast loop while developing)
-	$(PY) -m pytest tests -n $(JOBS) -q -m "not built_site"
+	$(PY) -m pytest tests fisherbook --doctest-modules -n $(JOBS) -q -m "not built_site"
 
 nbval: $(STAMP)  ## re-execute every toc notebook and compare with its stored outputs
 	$(PY) -m pytest $(NBVAL) -n $(JOBS) -q $$($(PY) scripts/notebooks.py list)
