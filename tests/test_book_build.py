@@ -34,6 +34,7 @@ def build(tmp_path: Path, page: str) -> subprocess.CompletedProcess[str]:
     (tmp_path / "book").mkdir()
     shutil.copy(ROOT / "_config.yml", tmp_path / "_config.yml")
     shutil.copy(ROOT / "book" / "references.bib", tmp_path / "book" / "references.bib")
+    shutil.copytree(ROOT / "book" / "_ext", tmp_path / "book" / "_ext")
     (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: page\n")
     (tmp_path / "page.md").write_text(page)
     return subprocess.run(
