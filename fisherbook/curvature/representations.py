@@ -1,0 +1,462 @@
+r"""Representations of a curvature matrix sharing one interface.
+
+Every representation answers ``mv``, ``solve(v, damping)``, ``diag``, ``to_dense``, ``trace`` and
+``unflatten``; ``inverse(damping)`` and ``logdet(damping)`` where they are cheap. Vectors are flat
+parameter vectors in ``torch.nn.utils.parameters_to_vector(model.parameters())`` order, of shape
+``(P,)`` or ``(P, k)`` (``k`` vectors as columns). ``solve(v, damping)`` solves
+:math:`(F + \lambda I) x = v` with Tikhonov damping :math:`\lambda \ge 0`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from .per_example import LinearLayer, ParamLayout
+
+__all__ = ["CurvatureMatrix", "Dense", "Diagonal", "BlockDiagonal", "KFAC", "MatrixFree"]
+
+
+def _check_damping(damping: float) -> float:
+    if isinstance(damping, Tensor) and damping.numel() == 1:
+        damping = float(damping)
+    if isinstance(damping, bool) or not isinstance(damping, (int, float)):
+        raise TypeError(f"damping must be a non-negative float, got {type(damping).__name__}")
+    if not (math.isfinite(damping) and damping >= 0):
+        raise ValueError(f"damping must be a finite float >= 0, got {damping}")
+    return float(damping)
+
+
+class CurvatureMatrix:
+    """Common interface of the curvature representations (a symmetric PSD :math:`P \\times P` matrix)."""
+
+    def __init__(self, layout: ParamLayout) -> None:
+        self.layout = layout
+
+    # -- shape and vectors -------------------------------------------------------------------
+    @property
+    def num_params(self) -> int:
+        """Number of parameters :math:`P`."""
+        return self.layout.numel
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(P, P)``."""
+        return (self.layout.numel, self.layout.numel)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The model's parameter dtype."""
+        return self.layout.dtype
+
+    @property
+    def device(self) -> torch.device:
+        """The model's device."""
+        return self.layout.device
+
+    def unflatten(self, vec: Tensor) -> list[Tensor]:
+        """Split a flat parameter vector into tensors shaped like ``model.parameters()``."""
+        return self.layout.unflatten(vec)
+
+    def _check_vec(self, v: Tensor, name: str = "v") -> tuple[Tensor, bool]:
+        if not isinstance(v, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(v).__name__}")
+        p = self.layout.numel
+        if v.dim() == 1 and v.shape[0] == p:
+            return v.to(dtype=self.dtype, device=self.device).unsqueeze(1), True
+        if v.dim() == 2 and v.shape[0] == p:
+            return v.to(dtype=self.dtype, device=self.device), False
+        raise ValueError(f"{name} must have shape ({p},) or ({p}, k) (flat parameter vectors), got {tuple(v.shape)}")
+
+    # -- interface ---------------------------------------------------------------------------
+    def mv(self, v: Tensor) -> Tensor:
+        """Matrix-vector product :math:`F v` for ``v`` of shape ``(P,)`` or ``(P, k)``."""
+        v2, flat = self._check_vec(v)
+        out = self._mv(v2)
+        return out[:, 0] if flat else out
+
+    def __matmul__(self, v: Tensor) -> Tensor:
+        return self.mv(v)
+
+    def solve(self, v: Tensor, damping: float = 0.0) -> Tensor:
+        r"""Solve :math:`(F + \lambda I) x = v` for ``v`` of shape ``(P,)`` or ``(P, k)``."""
+        lam = _check_damping(damping)
+        v2, flat = self._check_vec(v)
+        out = self._solve(v2, lam)
+        return out[:, 0] if flat else out
+
+    def diag(self) -> Tensor:
+        """The diagonal, shape ``(P,)``."""
+        raise NotImplementedError
+
+    def to_dense(self) -> Tensor:
+        """The matrix as a dense ``(P, P)`` tensor."""
+        raise NotImplementedError
+
+    def trace(self) -> Tensor:
+        """The trace (a 0-d tensor)."""
+        return self.diag().sum()
+
+    def inverse(self, damping: float = 0.0) -> CurvatureMatrix:
+        r""":math:`(F + \lambda I)^{-1}` in the same representation (where that is cheap)."""
+        raise NotImplementedError(f"{type(self).__name__} has no cheap inverse; use solve(v, damping)")
+
+    def logdet(self, damping: float = 0.0) -> Tensor:
+        r""":math:`\log\det(F + \lambda I)` (where that is cheap)."""
+        raise NotImplementedError(f"{type(self).__name__} has no cheap log-determinant")
+
+    def _mv(self, v: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _solve(self, v: Tensor, damping: float) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(num_params={self.num_params}, dtype={self.dtype}, device={self.device})"
+
+
+def _cholesky(m: Tensor, damping: float) -> Tensor:
+    eye = torch.eye(m.shape[-1], dtype=m.dtype, device=m.device)
+    chol, info = torch.linalg.cholesky_ex(m + damping * eye)
+    if bool((info != 0).any()):
+        raise ValueError(f"F + damping*I is not positive definite (damping={damping}); use a larger damping > 0")
+    return chol
+
+
+class Dense(CurvatureMatrix):
+    """A dense :math:`P \\times P` matrix."""
+
+    def __init__(self, matrix: Tensor, layout: ParamLayout) -> None:
+        super().__init__(layout)
+        if matrix.shape != (layout.numel, layout.numel):
+            raise ValueError(f"matrix must have shape ({layout.numel}, {layout.numel}), got {tuple(matrix.shape)}")
+        self.matrix = matrix
+
+    def _mv(self, v: Tensor) -> Tensor:
+        return self.matrix @ v
+
+    def _solve(self, v: Tensor, damping: float) -> Tensor:
+        return torch.cholesky_solve(v, _cholesky(self.matrix, damping))
+
+    def diag(self) -> Tensor:
+        return self.matrix.diagonal().clone()
+
+    def to_dense(self) -> Tensor:
+        return self.matrix.clone()
+
+    def trace(self) -> Tensor:
+        return self.matrix.trace()
+
+    def inverse(self, damping: float = 0.0) -> Dense:
+        lam = _check_damping(damping)
+        return Dense(torch.cholesky_inverse(_cholesky(self.matrix, lam)), self.layout)
+
+    def logdet(self, damping: float = 0.0) -> Tensor:
+        lam = _check_damping(damping)
+        return 2 * _cholesky(self.matrix, lam).diagonal().log().sum()
+
+
+class Diagonal(CurvatureMatrix):
+    """A diagonal matrix, stored as its ``(P,)`` diagonal."""
+
+    def __init__(self, values: Tensor, layout: ParamLayout) -> None:
+        super().__init__(layout)
+        if values.shape != (layout.numel,):
+            raise ValueError(f"values must have shape ({layout.numel},), got {tuple(values.shape)}")
+        self.values = values
+
+    def _mv(self, v: Tensor) -> Tensor:
+        return self.values.unsqueeze(1) * v
+
+    def _positive(self, damping: float) -> Tensor:
+        d = self.values + damping
+        if bool((d <= 0).any()):
+            raise ValueError(f"F + damping*I is singular (a zero diagonal entry, damping={damping}); use damping > 0")
+        return d
+
+    def _solve(self, v: Tensor, damping: float) -> Tensor:
+        return v / self._positive(damping).unsqueeze(1)
+
+    def diag(self) -> Tensor:
+        return self.values.clone()
+
+    def to_dense(self) -> Tensor:
+        return torch.diag(self.values)
+
+    def inverse(self, damping: float = 0.0) -> Diagonal:
+        return Diagonal(1 / self._positive(_check_damping(damping)), self.layout)
+
+    def logdet(self, damping: float = 0.0) -> Tensor:
+        return self._positive(_check_damping(damping)).log().sum()
+
+
+class BlockDiagonal(CurvatureMatrix):
+    """Dense blocks on the diagonal, one per layer (the parameters a module owns directly).
+
+    ``index[b]`` holds the flat parameter positions of block ``b``; ``blocks[b]`` is its dense matrix.
+    """
+
+    def __init__(self, blocks: list[Tensor], index: list[Tensor], layout: ParamLayout) -> None:
+        super().__init__(layout)
+        if len(blocks) != len(index):
+            raise ValueError("blocks and index must have the same length")
+        covered = torch.cat(index).sort().values if index else torch.empty(0, dtype=torch.long)
+        if covered.numel() != layout.numel or not torch.equal(covered.cpu(), torch.arange(layout.numel)):
+            raise ValueError("index must partition the flat parameter positions 0..P-1")
+        self.blocks = blocks
+        self.index = [i.to(layout.device) for i in index]
+
+    def _mv(self, v: Tensor) -> Tensor:
+        out = torch.empty_like(v)
+        for blk, idx in zip(self.blocks, self.index):
+            out[idx] = blk @ v[idx]
+        return out
+
+    def _solve(self, v: Tensor, damping: float) -> Tensor:
+        out = torch.empty_like(v)
+        for blk, idx in zip(self.blocks, self.index):
+            out[idx] = torch.cholesky_solve(v[idx], _cholesky(blk, damping))
+        return out
+
+    def diag(self) -> Tensor:
+        out = torch.empty(self.num_params, dtype=self.dtype, device=self.device)
+        for blk, idx in zip(self.blocks, self.index):
+            out[idx] = blk.diagonal()
+        return out
+
+    def to_dense(self) -> Tensor:
+        out = torch.zeros(self.shape, dtype=self.dtype, device=self.device)
+        for blk, idx in zip(self.blocks, self.index):
+            out[idx.unsqueeze(1), idx.unsqueeze(0)] = blk
+        return out
+
+    def inverse(self, damping: float = 0.0) -> BlockDiagonal:
+        lam = _check_damping(damping)
+        return BlockDiagonal([torch.cholesky_inverse(_cholesky(b, lam)) for b in self.blocks], self.index,
+                             self.layout)
+
+    def logdet(self, damping: float = 0.0) -> Tensor:
+        lam = _check_damping(damping)
+        return sum(2 * _cholesky(b, lam).diagonal().log().sum() for b in self.blocks)  # type: ignore[return-value]
+
+
+def _kfac_index(layer: LinearLayer, layout: ParamLayout) -> Tensor:
+    """Flat positions of the augmented weight [W, b] (row-major, shape (O, I)) of a Linear layer."""
+    o = layer.out_features
+    i_w = layer.weight_in
+    w = layout.offsets[layer.weight_index] + torch.arange(o * i_w).reshape(o, i_w)
+    if layer.bias_index is not None:
+        b = layout.offsets[layer.bias_index] + torch.arange(o).reshape(o, 1)
+        w = torch.cat([w, b], dim=1)
+    return w.reshape(-1)
+
+
+class KFAC(CurvatureMatrix):
+    r"""Kronecker-factored blocks, one per ``nn.Linear`` layer (Martens & Grosse 2015).
+
+    For a layer with augmented weight :math:`\bar W = [W, b]` (the bias as an extra input column),
+    the block over :math:`\operatorname{vec}(\bar W)` (row-major) is :math:`G \otimes A`, where
+
+    .. math::
+
+        A = \frac1N \sum_n \bar a_n \bar a_n^\top, \qquad
+        G = \frac1N \sum_{n, c} b_{nc} b_{nc}^\top,
+
+    :math:`\bar a_n` is the layer input with a ones-column appended and :math:`b_{nc}` the
+    back-propagated output factor (see :mod:`fisherbook.curvature.per_example`). Off-diagonal
+    (between-layer) blocks are zero. ``factors`` is the list of ``(A, G)`` pairs, in the order of
+    ``modules``.
+
+    An ``nn.Conv2d`` layer (KFC, Grosse & Martens 2016) uses the weight as an
+    :math:`O \times (I k_h k_w)` matrix on unfolded input patches :math:`\bar a_{n,t}` at the
+    :math:`T` output positions: :math:`A = \frac1N \sum_{n,t} \bar a_{n,t} \bar a_{n,t}^\top`,
+    :math:`G = \frac{1}{NT} \sum_{n,c,t} b_{nc,t} b_{nc,t}^\top`.
+
+    ``solve(v, damping)`` is exact for :math:`G \otimes A + \lambda I` through the eigendecompositions
+    of the factors; ``solve(v, damping, factored=True)`` uses the factored Tikhonov damping
+    :math:`(A + \pi \sqrt\lambda I) \otimes (G + \sqrt\lambda / \pi\, I)` with
+    :math:`\pi = \sqrt{(\operatorname{tr} A / \dim A) / (\operatorname{tr} G / \dim G)}`
+    (Martens & Grosse 2015, §6.3).
+    """
+
+    def __init__(self, factors: list[tuple[Tensor, Tensor]], layers: list[LinearLayer], layout: ParamLayout) -> None:
+        super().__init__(layout)
+        if len(factors) != len(layers):
+            raise ValueError(f"factors must hold one (A, G) pair per nn.Linear layer ({len(layers)}), "
+                             f"got {len(factors)}")
+        for k, ((a, g), layer) in enumerate(zip(factors, layers)):
+            if a.shape != (layer.in_features, layer.in_features) or g.shape != (layer.out_features,
+                                                                                 layer.out_features):
+                raise ValueError(f"factors[{k}] must have A of shape {(layer.in_features,) * 2} and G of shape "
+                                 f"{(layer.out_features,) * 2}, got {tuple(a.shape)} and {tuple(g.shape)}")
+        self.factors = list(factors)
+        self.layers = layers
+        self._index = [_kfac_index(layer, layout).to(layout.device) for layer in layers]
+        self._eig: list[tuple[Tensor, Tensor, Tensor, Tensor]] | None = None
+
+    @classmethod
+    def from_factors(cls, model: torch.nn.Module, factors: list[tuple[Tensor, Tensor]]) -> KFAC:
+        """A KFAC matrix for ``model`` from given ``(A, G)`` factors (e.g. running averages in an optimiser)."""
+        from .per_example import linear_layout
+
+        layout = ParamLayout.from_model(model)
+        return cls(factors, linear_layout(model, layout, "kfac", allow_conv=True), layout)
+
+    @property
+    def modules(self) -> list[torch.nn.Linear]:
+        """The ``nn.Linear`` modules, in the order of ``factors``."""
+        return [layer.module for layer in self.layers]
+
+    def _eigens(self) -> list[tuple[Tensor, Tensor, Tensor, Tensor]]:
+        if self._eig is None:
+            self._eig = []
+            for a, g in self.factors:
+                ea, qa = torch.linalg.eigh(a)
+                eg, qg = torch.linalg.eigh(g)
+                self._eig.append((ea.clamp_min(0), qa, eg.clamp_min(0), qg))
+        return self._eig
+
+    def _blocks_of(self, v: Tensor):
+        # v: (P, k) -> per layer (k, O, I)
+        for (a, g), idx, layer in zip(self.factors, self._index, self.layers):
+            yield a, g, idx, v[idx].T.reshape(v.shape[1], layer.out_features, layer.in_features)
+
+    def _mv(self, v: Tensor) -> Tensor:
+        out = torch.zeros_like(v)
+        for a, g, idx, vb in self._blocks_of(v):
+            out[idx] = (g @ vb @ a).reshape(v.shape[1], -1).T
+        return out
+
+    def solve(self, v: Tensor, damping: float = 0.0, factored: bool = False) -> Tensor:
+        r"""Solve :math:`(G \otimes A + \lambda I) x = v` blockwise (``factored=True``: factored damping)."""
+        lam = _check_damping(damping)
+        v2, flat = self._check_vec(v)
+        out = torch.zeros_like(v2)
+        for (ea, qa, eg, qg), (a, g, idx, vb) in zip(self._eigens(), self._blocks_of(v2)):
+            if factored:
+                pi = self._pi(a, g)
+                denom = (eg + math.sqrt(lam) / pi).unsqueeze(1) * (ea + pi * math.sqrt(lam)).unsqueeze(0)
+            else:
+                denom = eg.unsqueeze(1) * ea.unsqueeze(0) + lam
+            if bool((denom <= 0).any()):
+                raise ValueError(f"the KFAC block is singular (damping={damping}); use damping > 0")
+            x = qg @ ((qg.T @ vb @ qa) / denom) @ qa.T
+            out[idx] = x.reshape(v2.shape[1], -1).T
+        return out[:, 0] if flat else out
+
+    @staticmethod
+    def _pi(a: Tensor, g: Tensor) -> float:
+        ta = float(a.trace()) / a.shape[0]
+        tg = float(g.trace()) / g.shape[0]
+        if ta <= 0 or tg <= 0:
+            return 1.0
+        return math.sqrt(ta / tg)
+
+    def diag(self) -> Tensor:
+        out = torch.zeros(self.num_params, dtype=self.dtype, device=self.device)
+        for (a, g), idx in zip(self.factors, self._index):
+            out[idx] = (g.diagonal().unsqueeze(1) * a.diagonal().unsqueeze(0)).reshape(-1)
+        return out
+
+    def to_dense(self) -> Tensor:
+        out = torch.zeros(self.shape, dtype=self.dtype, device=self.device)
+        for (a, g), idx in zip(self.factors, self._index):
+            out[idx.unsqueeze(1), idx.unsqueeze(0)] = torch.kron(g, a)
+        return out
+
+    def trace(self) -> Tensor:
+        return sum(a.trace() * g.trace() for a, g in self.factors)  # type: ignore[return-value]
+
+    def logdet(self, damping: float = 0.0) -> Tensor:
+        lam = _check_damping(damping)
+        total = torch.zeros((), dtype=self.dtype, device=self.device)
+        for ea, _, eg, _ in self._eigens():
+            d = eg.unsqueeze(1) * ea.unsqueeze(0) + lam
+            if bool((d <= 0).any()):
+                raise ValueError(f"the KFAC block is singular (damping={damping}); use damping > 0")
+            total = total + d.log().sum()
+        return total
+
+
+class MatrixFree(CurvatureMatrix):
+    r"""Fisher-vector products without forming the matrix: :math:`F v = \frac1N J^\top S S^\top J v`.
+
+    ``mv`` costs one forward-mode (``torch.func.jvp``) and one reverse-mode pass over the batch;
+    ``solve`` runs conjugate gradient on ``mv``; ``diag``/``to_dense`` are computed exactly on first
+    use from the same output factors (so they agree with ``mv`` also for ``kind="mc"``).
+    """
+
+    def __init__(self, mv_fn: Callable[[Tensor], Tensor], dense_fn: Callable[[], Tensor],
+                 diag_fn: Callable[[], Tensor], layout: ParamLayout) -> None:
+        super().__init__(layout)
+        self._mv_fn = mv_fn
+        self._dense_fn = dense_fn
+        self._diag_fn = diag_fn
+        self._diag: Tensor | None = None
+
+    def _mv(self, v: Tensor) -> Tensor:
+        # the product differentiates through the model, so it must work inside torch.no_grad()
+        # (optimiser steps, evaluation loops); the result carries no graph.
+        with torch.enable_grad():
+            return self._mv_fn(v).detach()
+
+    def solve(self, v: Tensor, damping: float = 0.0, tol: float = 1e-10, max_iter: int | None = None) -> Tensor:
+        r"""Conjugate gradient on :math:`(F + \lambda I) x = v` to relative residual ``tol``."""
+        lam = _check_damping(damping)
+        v2, flat = self._check_vec(v)
+        if not (isinstance(tol, (int, float)) and tol > 0):
+            raise ValueError(f"tol must be a positive float, got {tol}")
+        if max_iter is None:
+            max_iter = 2 * self.num_params
+        if not isinstance(max_iter, int) or max_iter < 1:
+            raise ValueError(f"max_iter must be a positive int, got {max_iter}")
+        cols = [cg(lambda x: self._mv(x.unsqueeze(1))[:, 0] + lam * x, v2[:, j], tol, max_iter)
+                for j in range(v2.shape[1])]
+        out = torch.stack(cols, dim=1)
+        return out[:, 0] if flat else out
+
+    def diag(self) -> Tensor:
+        if self._diag is None:
+            self._diag = self._diag_fn()
+        return self._diag.clone()
+
+    def to_dense(self) -> Tensor:
+        return self._dense_fn()
+
+
+def cg(matvec: Callable[[Tensor], Tensor], b: Tensor, tol: float = 1e-10, max_iter: int = 100) -> Tensor:
+    r"""Conjugate gradient for a symmetric positive-definite operator, starting from zero.
+
+    Stops when :math:`\|r\| \le \mathrm{tol} \cdot \|b\|` or after ``max_iter`` iterations.
+
+    Examples
+    --------
+    >>> import torch
+    >>> A = torch.tensor([[4.0, 1.0], [1.0, 3.0]], dtype=torch.float64)
+    >>> cg(lambda x: A @ x, torch.tensor([1.0, 2.0], dtype=torch.float64))
+    tensor([0.0909, 0.6364], dtype=torch.float64)
+    """
+    x = torch.zeros_like(b)
+    r = b.clone()
+    p = r.clone()
+    rs = r @ r
+    stop = (tol * b.norm()) ** 2
+    if rs <= stop:
+        return x
+    for _ in range(max_iter):
+        ap = matvec(p)
+        pap = p @ ap
+        if pap <= 0:
+            raise ValueError("conjugate gradient met a non-positive curvature direction; use damping > 0")
+        alpha = rs / pap
+        x = x + alpha * p
+        r = r - alpha * ap
+        rs_new = r @ r
+        if rs_new <= stop:
+            break
+        p = r + (rs_new / rs) * p
+        rs = rs_new
+    return x
