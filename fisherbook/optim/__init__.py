@@ -1,0 +1,11 @@
+"""Optimisers that precondition with the Fisher information: natural gradient and K-FAC.
+
+Both follow the :class:`torch.optim.Optimizer` protocol (``param_groups``, ``step(closure)``,
+``state_dict``), so they drop into an ordinary training loop.
+"""
+
+from .cg import CGResult, conjugate_gradient
+from .natural_gradient import NaturalGradient, natural_gradient_path
+from .kfac import KFAC
+
+__all__ = ["CGResult", "KFAC", "NaturalGradient", "conjugate_gradient", "natural_gradient_path"]
