@@ -1,0 +1,249 @@
+r"""The experiments of Chapter 5 and ``benchmarks/kfac.py``: Kronecker approximation quality and
+full-batch training of a digits autoencoder with K-FAC, SGD with Nesterov momentum and Adam.
+
+Kept in the package (and tested) so that the chapter and the benchmark run the same code.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from .kfac import KFAC
+
+__all__ = ["mlp", "KroneckerComparison", "kronecker_comparison", "TrainHistory", "train_full_batch",
+           "make_optimizer", "iterations_to"]
+
+_ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "sigmoid": nn.Sigmoid}
+OPTIMIZERS = ("kfac", "sgd", "adam")
+
+
+def mlp(widths: Sequence[int], activation: str = "tanh", seed: int = 0, dtype: torch.dtype = torch.float32) -> nn.Sequential:
+    r"""A fully connected network with the given layer ``widths`` and an activation between layers.
+
+    ``mlp((64, 20, 20, 20, 10))`` is the digits classifier of Chapter 5 and
+    ``mlp((64, 32, 16, 4, 16, 32, 64))`` an autoencoder with a 4-unit code. Weights use torch's
+    default initialisation after ``torch.manual_seed(seed)``.
+
+    Parameters
+    ----------
+    widths : sequence of int
+        At least two positive layer widths, input first.
+    activation : {"tanh", "relu", "sigmoid"}
+        Non-linearity after every layer but the last.
+    seed : int
+        Seed of the initialisation.
+    dtype : torch.dtype
+        Floating dtype of the parameters.
+
+    Returns
+    -------
+    nn.Sequential
+
+    Examples
+    --------
+    >>> net = mlp((4, 3, 2))
+    >>> net
+    Sequential(
+      (0): Linear(in_features=4, out_features=3, bias=True)
+      (1): Tanh()
+      (2): Linear(in_features=3, out_features=2, bias=True)
+    )
+    """
+    widths = list(widths)
+    if len(widths) < 2 or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths):
+        raise ValueError(f"widths must be at least two positive ints, got {widths!r}")
+    if activation not in _ACTIVATIONS:
+        raise ValueError(f"activation must be one of {tuple(_ACTIVATIONS)}, got {activation!r}")
+    torch.manual_seed(seed)
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(widths) - 2:
+            layers.append(_ACTIVATIONS[activation]())
+    return nn.Sequential(*layers).to(dtype)
+
+
+@dataclass
+class KroneckerComparison:
+    r"""Exact Fisher of a Linear network beside its Kronecker-factored approximation.
+
+    ``exact`` and ``kron`` are dense :math:`P \times P` matrices in parameter order
+    (``kron`` block-diagonal over layers, :math:`G_l \otimes A_l` in each block);
+    ``exact_inv`` and ``kron_inv`` are :math:`(F + \lambda I)^{-1}` and
+    :math:`(\tilde F + \lambda I)^{-1}`; ``slices`` gives each layer's index range;
+    ``block_error[l]`` is :math:`\lVert F_{ll} - G_l \otimes A_l \rVert_F / \lVert F_{ll} \rVert_F`
+    and ``inverse_error[l]`` the same for the layer's block of the inverses;
+    ``diagonal_error`` and ``diagonal_inverse_error`` are the same errors for the diagonal
+    approximation :math:`\operatorname{diag}(F)`, a baseline. ``kept`` marks the coordinates that
+    enter the inverses: those with a zero Fisher diagonal (weights of inputs that are zero for every
+    example) are decoupled in both matrices, their damped inverse is exactly :math:`1/\lambda` in
+    both, and they are left out so they do not dominate the comparison.
+    """
+
+    exact: Tensor
+    kron: Tensor
+    exact_inv: Tensor
+    kron_inv: Tensor
+    slices: list[slice]
+    block_error: list[float]
+    inverse_error: list[float]
+    diagonal_error: list[float]
+    diagonal_inverse_error: list[float]
+    kept: Tensor
+    damping: float
+
+
+def _rel(a: Tensor, b: Tensor) -> float:
+    return float(torch.linalg.norm(a - b) / torch.linalg.norm(a))
+
+
+def kronecker_comparison(model: nn.Module, inputs: Tensor, likelihood: str = "categorical",
+                         damping: float = 1e-3) -> KroneckerComparison:
+    r"""Compare the exact (true) Fisher of a Linear network with its K-FAC approximation.
+
+    Both come from ``fisherbook.curvature.fisher`` (``kind="true"``, representations
+    ``"dense"`` and ``"kfac"``), so the only difference is the Kronecker factorisation
+    :math:`\mathbb{E}[a a^\top \otimes g g^\top] \approx \mathbb{E}[a a^\top] \otimes \mathbb{E}[g g^\top]`
+    and the neglect of between-layer blocks.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A network whose parameters all belong to ``nn.Linear`` layers.
+    inputs : Tensor
+        Examples along dim 0.
+    likelihood : {"categorical", "bernoulli", "gaussian"}
+        The model's predictive distribution.
+    damping : float
+        :math:`\lambda > 0` for the inverses.
+
+    Returns
+    -------
+    KroneckerComparison
+
+    Examples
+    --------
+    >>> net = mlp((3, 4, 2), dtype=torch.float64)
+    >>> cmp = kronecker_comparison(net, torch.randn(50, 3, dtype=torch.float64))
+    >>> [round(e, 6) for e in kronecker_comparison(net[:1], torch.randn(1, 3, dtype=torch.float64)).block_error]
+    [0.0]
+    >>> len(cmp.block_error), cmp.exact.shape
+    (2, torch.Size([26, 26]))
+    """
+    from .. import curvature
+
+    if not damping > 0:
+        raise ValueError(f"damping must be > 0, got {damping!r}")
+    F = curvature.fisher(model, inputs, likelihood=likelihood, kind="true", representation="dense").to_dense()
+    K = curvature.fisher(model, inputs, likelihood=likelihood, kind="true", representation="kfac")
+    Kd = K.to_dense()
+    eye = torch.eye(F.shape[0], dtype=F.dtype, device=F.device)
+    kept = F.diagonal() > 0
+    F_inv = torch.zeros_like(F)
+    K_inv = torch.zeros_like(F)
+    D_inv = torch.zeros_like(F)
+    idx = kept.nonzero().squeeze(1)
+    sub = (idx.unsqueeze(1), idx.unsqueeze(0))
+    F_inv[sub] = torch.linalg.inv(F[sub] + damping * eye[sub])
+    K_inv[sub] = torch.linalg.inv(Kd[sub] + damping * eye[sub])
+    D_inv[sub] = torch.diag(1 / (F.diagonal()[idx] + damping))
+    slices, start = [], 0
+    for m in K.modules:
+        n = sum(p.numel() for p in m.parameters())
+        slices.append(slice(start, start + n))
+        start += n
+    block = [_rel(F[s, s], Kd[s, s]) for s in slices]
+    inv = [_rel(F_inv[s, s], K_inv[s, s]) for s in slices]
+    dblock = [_rel(F[s, s], torch.diag(F.diagonal()[s])) for s in slices]
+    dinv = [_rel(F_inv[s, s], D_inv[s, s]) for s in slices]
+    return KroneckerComparison(F, Kd, F_inv, K_inv, slices, block, inv, dblock, dinv, kept, damping)
+
+
+@dataclass
+class TrainHistory:
+    """Full-batch training record: ``losses[k]`` is the loss at iterate ``k`` (before step ``k+1``),
+    ``times[k]`` the cumulative wall-clock seconds when it was computed (``times[0] = 0``)."""
+
+    name: str
+    losses: list[float] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def make_optimizer(name: str, model: nn.Module, lr: float, momentum: float = 0.0, **kwargs) -> torch.optim.Optimizer:
+    """``"kfac"`` (``fisherbook.optim.KFAC``), ``"sgd"`` (Nesterov when ``momentum > 0``) or ``"adam"``.
+
+    ``kwargs`` go to the optimiser's constructor; for Adam ``momentum`` is ``beta1``.
+
+    Examples
+    --------
+    >>> type(make_optimizer("sgd", mlp((2, 1)), lr=0.1, momentum=0.9)).__name__
+    'SGD'
+    """
+    if name == "kfac":
+        return KFAC(model, lr=lr, momentum=momentum, **kwargs)
+    if name == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, nesterov=momentum > 0, **kwargs)
+    if name == "adam":
+        return torch.optim.Adam(model.parameters(), lr=lr, betas=(momentum or 0.9, 0.999), **kwargs)
+    raise ValueError(f"name must be one of {OPTIMIZERS}, got {name!r}")
+
+
+def train_full_batch(model: nn.Module, inputs: Tensor, targets: Tensor, loss_fn: Callable[[Tensor, Tensor], Tensor],
+                     optimizer: torch.optim.Optimizer, steps: int, name: str = "") -> TrainHistory:
+    r"""Run ``steps`` full-batch steps and record the loss and cumulative wall time at every iterate.
+
+    The loss after the last step is recorded too, so ``losses`` has ``steps + 1`` entries. A
+    non-finite loss stops the run early (the record ends there).
+
+    Examples
+    --------
+    >>> net = mlp((2, 1), dtype=torch.float64)
+    >>> X = torch.randn(20, 2, dtype=torch.float64)
+    >>> h = train_full_batch(net, X, X.sum(1, keepdim=True), torch.nn.functional.mse_loss,
+    ...                      torch.optim.SGD(net.parameters(), lr=0.1), steps=50)
+    >>> len(h.losses), h.losses[-1] < 0.01 * h.losses[0]
+    (51, True)
+    """
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps must be an int >= 0, got {steps!r}")
+    hist = TrainHistory(name)
+    if isinstance(optimizer, KFAC):
+        optimizer.reset_timings()
+    elapsed = 0.0
+    for k in range(steps + 1):
+        t0 = time.perf_counter()
+        optimizer.zero_grad()
+        loss = loss_fn(model(inputs), targets)
+        value = float(loss.detach())
+        if k == steps or not torch.isfinite(loss.detach()):
+            hist.losses.append(value)
+            hist.times.append(elapsed)
+            break
+        loss.backward()
+        optimizer.step()
+        hist.losses.append(value)
+        hist.times.append(elapsed)
+        elapsed += time.perf_counter() - t0
+    if isinstance(optimizer, KFAC):
+        hist.timings = dict(optimizer.timings)
+    return hist
+
+
+def iterations_to(history: TrainHistory, target: float) -> int | None:
+    """First iteration whose loss is at or below ``target`` (``None`` if never reached).
+
+    Examples
+    --------
+    >>> iterations_to(TrainHistory("x", [3.0, 2.0, 1.0]), 2.5)
+    1
+    """
+    for k, v in enumerate(history.losses):
+        if v <= target:
+            return k
+    return None
