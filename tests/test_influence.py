@@ -1,0 +1,213 @@
+"""Tests for fisherbook.influence: influence functions against leave-one-out retraining."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from fisherbook.influence import (
+    fit_newton,
+    influence_scores,
+    leave_one_out,
+    objective_curvature,
+    per_example_loss,
+)
+
+D = torch.float64
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Small tensors: one thread avoids OpenMP synchronisation costs that explode on a shared CPU.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _softmax_problem(n=120, d=5, c=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=g, dtype=D)
+    W = torch.randn(d, c, generator=g, dtype=D)
+    y = torch.distributions.Categorical(logits=x @ W).sample()
+    torch.manual_seed(seed)
+    model = nn.Linear(d, c).double()
+    return model, x, y
+
+
+def _linreg(n=40, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 2, generator=g, dtype=D)
+    y = (x @ torch.tensor([1.5, -0.5], dtype=D) + 0.3 + 0.4 * torch.randn(n, generator=g, dtype=D)).unsqueeze(1)
+    torch.manual_seed(seed)
+    return nn.Linear(2, 1).double(), x, y
+
+
+def test_fit_newton_reaches_ridge_solution():
+    # Gaussian loss with l2: J = 1/2||y - Xw||^2 + l2/2 ||w||^2 has a closed-form minimiser.
+    model, x, y = _linreg()
+    fit_newton(model, "gaussian", x, y, l2=0.7)
+    X1 = torch.cat([x, torch.ones(len(x), 1, dtype=D)], 1)
+    w = torch.linalg.solve(X1.T @ X1 + 0.7 * torch.eye(3, dtype=D), X1.T @ y).squeeze(1)
+    got = torch.cat([model.weight.detach().reshape(-1), model.bias.detach()])
+    assert torch.allclose(got, w, atol=1e-10)
+
+
+def test_leave_one_out_matches_closed_form_least_squares():
+    # Exact LOO refit of ridge regression by the Sherman–Morrison formula, vs Newton retraining.
+    model, x, y = _linreg()
+    l2 = 0.5
+    fit_newton(model, "gaussian", x, y, l2=l2)
+    X1 = torch.cat([x, torch.ones(len(x), 1, dtype=D)], 1)
+    test = (x[:3] + 0.1, y[:3])
+    Xt = torch.cat([test[0], torch.ones(3, 1, dtype=D)], 1)
+    A = X1.T @ X1 + l2 * torch.eye(3, dtype=D)
+    w = torch.linalg.solve(A, X1.T @ y)
+    idx = [0, 7, 19]
+    expected = []
+    for i in idx:
+        keep = torch.arange(len(x)) != i
+        wi = torch.linalg.solve(X1[keep].T @ X1[keep] + l2 * torch.eye(3, dtype=D), X1[keep].T @ y[keep])
+        loss = lambda ww: (0.5 * (Xt @ ww - test[1]) ** 2).mean()  # noqa: E731
+        expected.append((loss(wi) - loss(w)).item())
+    got = leave_one_out(model, "gaussian", (x, y), test, idx, l2=l2)
+    assert np.allclose(got.numpy(), expected, atol=1e-10)
+
+
+def test_influence_least_squares_is_loo_without_leverage_factor():
+    # For ridge regression, exact LOO (Sherman–Morrison): theta_{-i} - theta = -A^{-1} x_i r_i / (1 - h_ii).
+    # The influence function is the same expression without 1/(1 - h_ii), so for a test "loss"
+    # linear in theta (the prediction at a probe point) pred_i = (1 - h_ii) * actual_i exactly.
+    model, x, y = _linreg()
+    l2 = 0.1
+    fit_newton(model, "gaussian", x, y, l2=l2)
+    X1 = torch.cat([x, torch.ones(len(x), 1, dtype=D)], 1)
+    A = X1.T @ X1 + l2 * torch.eye(3, dtype=D)
+    assert torch.allclose(objective_curvature(model, "gaussian", x, y, l2=l2), A, atol=1e-10)
+    h = torch.einsum("ij,jk,ik->i", X1, torch.linalg.inv(A), X1)
+
+    # targets (value, flag): flag 0 -> squared error on training points, flag 1 -> the output itself.
+    def mixed(out, t):
+        return t[:, 1] * out[:, 0] + (1 - t[:, 1]) * 0.5 * (out[:, 0] - t[:, 0]) ** 2
+
+    train = (x, torch.cat([y, torch.zeros_like(y)], 1))
+    probe = (torch.tensor([[0.3, -1.0]], dtype=D), torch.tensor([[0.0, 1.0]], dtype=D))
+    pred = influence_scores(model, mixed, train, probe, l2=l2)
+    actual = leave_one_out(model, mixed, train, probe, list(range(10)), l2=l2)
+    g_test = torch.tensor([0.3, -1.0, 1.0], dtype=D)
+    r = (y - X1 @ torch.linalg.solve(A, X1.T @ y)).reshape(-1)
+    assert torch.allclose(pred, -(X1 @ torch.linalg.solve(A, g_test)) * r, atol=1e-10)
+    assert torch.allclose(pred[:10], (1 - h[:10]) * actual, atol=1e-10)
+    assert not torch.allclose(pred[:10], actual, atol=1e-4)  # the leverage factor is visible
+
+
+def test_influence_predicts_loo_for_logistic_regression():
+    # Koh & Liang's check: predicted vs retrained change in a test loss, high correlation.
+    model, x, y = _softmax_problem()
+    l2 = 1.0
+    fit_newton(model, "categorical", x, y, l2=l2)
+    test = (x[:1] * 1.5, (y[:1] + 1) % 3)  # a poorly fitted test point: large gradients
+    pred = influence_scores(model, "categorical", (x, y), test, l2=l2)
+    top = pred.abs().argsort(descending=True)[:25]
+    actual = leave_one_out(model, "categorical", (x, y), test, top, l2=l2)
+    r = np.corrcoef(pred[top].numpy(), actual.numpy())[0, 1]
+    assert r > 0.95
+    # Signs agree for the strongest points and magnitudes within a factor of two.
+    assert torch.all(torch.sign(pred[top[:10]]) == torch.sign(actual[:10]))
+    ratio = actual[:10] / pred[top[:10]]
+    assert torch.all((ratio > 0.5) & (ratio < 2.0))
+
+
+def test_curvatures_hessian_ggn_empirical():
+    model, x, y = _softmax_problem(n=60)
+    fit_newton(model, "categorical", x, y, l2=0.5)
+    H = objective_curvature(model, "categorical", x, y, kind="hessian", l2=0.5)
+    G = objective_curvature(model, "categorical", x, y, kind="ggn", l2=0.5)
+    E = objective_curvature(model, "categorical", x, y, kind="empirical", l2=0.5)
+    # Canonical link: GGN (= n * Fisher) equals the Hessian for any parameter value.
+    assert torch.allclose(H, G, atol=1e-10)
+    # Empirical Fisher from per-example gradients, computed independently with autograd.
+    logits = model(x)
+    grads = []
+    for i in range(len(x)):
+        gi = torch.autograd.grad(nn.functional.cross_entropy(logits[i : i + 1], y[i : i + 1]), list(model.parameters()), retain_graph=True)
+        grads.append(torch.cat([t.reshape(-1) for t in gi]))
+    Gm = torch.stack(grads)
+    assert torch.allclose(E, Gm.T @ Gm + 0.5 * torch.eye(Gm.shape[1], dtype=D), atol=1e-10)
+    assert not torch.allclose(E, H, atol=1e-2)
+
+
+def test_ggn_differs_from_hessian_for_nonlinear_model():
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(2, 4), nn.Tanh(), nn.Linear(4, 1)).double()
+    x = torch.randn(30, 2, dtype=D)
+    y = torch.sin(x[:, :1])
+    H = objective_curvature(model, "gaussian", x, y, kind="hessian")
+    G = objective_curvature(model, "gaussian", x, y, kind="ggn")
+    # GGN is PSD; the Hessian of a non-linear model away from the optimum is not the GGN.
+    assert torch.linalg.eigvalsh(G).min() > -1e-10
+    assert not torch.allclose(H, G, atol=1e-3)
+    # GGN = J^T J for the unit-variance Gaussian loss, with J from autograd.
+    J = torch.autograd.functional.jacobian(
+        lambda *ps: torch.func.functional_call(
+            model, {k: p for (k, _), p in zip(model.named_parameters(), ps)}, (x,)
+        ).reshape(-1),
+        tuple(p.detach() for p in model.parameters()),
+    )
+    J = torch.cat([j.reshape(30, -1) for j in J], 1)
+    assert torch.allclose(G, J.T @ J, atol=1e-10)
+
+
+def test_influence_accepts_curvature_tensor_and_damping():
+    model, x, y = _softmax_problem(n=50)
+    fit_newton(model, "categorical", x, y, l2=1.0)
+    test = (x[:2], y[:2])
+    H = objective_curvature(model, "categorical", x, y, l2=1.0)
+    a = influence_scores(model, "categorical", (x, y), test, l2=1.0)
+    b = influence_scores(model, "categorical", (x, y), test, curvature=H)
+    assert torch.allclose(a, b, atol=1e-12)
+    # Damping shrinks the predicted effects toward zero.
+    c = influence_scores(model, "categorical", (x, y), test, l2=1.0, damping=100.0)
+    assert c.abs().sum() < a.abs().sum()
+
+
+def test_per_example_loss_values():
+    out = torch.tensor([[0.0], [2.0]], dtype=D)
+    assert torch.allclose(per_example_loss("gaussian")(out, torch.tensor([[1.0], [0.0]], dtype=D)), torch.tensor([0.5, 2.0], dtype=D))
+    p = torch.sigmoid(torch.tensor(2.0, dtype=D))
+    got = per_example_loss("bernoulli")(out, torch.tensor([1.0, 0.0], dtype=D))
+    assert torch.allclose(got, torch.stack([torch.log(torch.tensor(2.0, dtype=D)), -torch.log1p(-p)]))
+
+
+def test_bad_input():
+    model, x, y = _softmax_problem(n=20)
+    with pytest.raises(ValueError, match="loss"):
+        per_example_loss("poisson")
+    with pytest.raises(TypeError, match="model"):
+        influence_scores("not a model", "categorical", (x, y), (x, y))
+    with pytest.raises(TypeError, match="train"):
+        influence_scores(model, "categorical", x, (x, y))
+    with pytest.raises(ValueError, match="test"):
+        influence_scores(model, "categorical", (x, y), (x[:3], y[:2]))
+    with pytest.raises(ValueError, match="l2"):
+        influence_scores(model, "categorical", (x, y), (x, y), l2=-1.0)
+    with pytest.raises(ValueError, match="damping"):
+        influence_scores(model, "categorical", (x, y), (x, y), damping=-1.0)
+    with pytest.raises(ValueError, match="curvature"):
+        influence_scores(model, "categorical", (x, y), (x, y), curvature="fisherish")
+    with pytest.raises(ValueError, match="curvature"):
+        influence_scores(model, "categorical", (x, y), (x, y), curvature=torch.eye(3))
+    with pytest.raises(ValueError, match="positive definite"):
+        influence_scores(model, "categorical", (x, y), (x, y), curvature=-torch.eye(18, dtype=D))
+    with pytest.raises(ValueError, match="indices"):
+        leave_one_out(model, "categorical", (x, y), (x, y), [20], l2=1.0)
+    with pytest.raises(TypeError, match="indices"):
+        leave_one_out(model, "categorical", (x, y), (x, y), [0.5], l2=1.0)
+    with pytest.raises(ValueError, match="tol"):
+        fit_newton(model, "categorical", x, y, tol=0.0)
+    with pytest.raises(ValueError, match="max_steps"):
+        fit_newton(model, "categorical", x, y, max_steps=0)
+    with pytest.raises(RuntimeError, match="did not reach"):
+        fit_newton(model, "categorical", x, y, l2=1.0, max_steps=1, tol=1e-14)
