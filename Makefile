@@ -43,7 +43,7 @@ book: $(STAMP)  ## build the HTML book into _build/html (the main job)
 
 test: $(STAMP)  ## run every check: unit tests, nbval, hygiene, book, slides, student edition, browser
 	$(PY) -m pytest tests fisherbook --doctest-modules -n $(JOBS) -q -m "not built_site"
-	$(PY) -m pytest $(NBVAL) -n $(JOBS) -q $$($(PY) scripts/notebooks.py list)
+	$(PY) -m pytest $(NBVAL) -n $(JOBS) --dist loadfile -q $$($(PY) scripts/notebooks.py list)
 	$(MAKE) --no-print-directory book slides student
 	bash scripts/ensure_chromium.sh
 	$(PY) -m pytest tests -q -m built_site
@@ -52,7 +52,7 @@ unit: $(STAMP)  ## unit and property tests only (fast loop while developing)
 	$(PY) -m pytest tests fisherbook --doctest-modules -n $(JOBS) -q -m "not built_site"
 
 nbval: $(STAMP)  ## re-execute every toc notebook and compare with its stored outputs
-	$(PY) -m pytest $(NBVAL) -n $(JOBS) -q $$($(PY) scripts/notebooks.py list)
+	$(PY) -m pytest $(NBVAL) -n $(JOBS) --dist loadfile -q $$($(PY) scripts/notebooks.py list)
 
 execute: $(STAMP)  ## re-execute every toc notebook in place (NB=book/xx.ipynb for one)
 	$(PY) scripts/notebooks.py execute $(NB)
@@ -62,7 +62,7 @@ slides: $(STAMP)  ## build reveal.js decks of every chapter into _build/slides (
 
 student: $(STAMP)  ## write the student edition (no solutions) to _student/ and check it executes
 	$(PY) scripts/student.py
-	$(PY) -m pytest -p no:cacheprovider --nbval-lax --nbval-cell-timeout=300 -n $(JOBS) -q _student/book
+	$(PY) -m pytest -p no:cacheprovider --nbval-lax --nbval-cell-timeout=300 -n $(JOBS) --dist loadfile -q _student/book
 
 bench: $(STAMP)  ## run the benchmarks and rewrite their reports in benchmarks/
 	for b in benchmarks/*.py; do $(PY) $$b; done
