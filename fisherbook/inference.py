@@ -609,7 +609,7 @@ class MLEResult:
     def expected_information(self) -> Tensor:
         r"""Total expected information :math:`n I(\hat\theta)` (i.i.d. families given as a class).
 
-        Uses :func:`fisherbook.fisher_information` in closed form for the estimated parameters
+        Uses :func:`~fisherbook.estimators.fisher_information` in closed form for the estimated parameters
         with the fixed ones held at their values.
 
         Raises
@@ -1018,7 +1018,7 @@ def score_interval(
         Confidence level in (0, 1).
     fisher : callable, optional
         Per-observation information :math:`I(\theta)` for a ``(*batch)`` tensor of values.
-        Default: :func:`fisherbook.fisher_information` in closed form.
+        Default: :func:`~fisherbook.estimators.fisher_information` in closed form.
 
     Returns
     -------

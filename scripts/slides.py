@@ -132,7 +132,10 @@ def render_cell(cell: dict, store: dict[str, dict]) -> str:
     parts = []
     for out in cell.get("outputs", []):
         data = out.get("data", {})
-        if "image/png" in data:
+        glued_png = data.get("application/papermill.record/image/png")
+        if glued_png:  # a figure glued with display=False: the deck shows it where it was made
+            parts.append(_img(glued_png, out.get("metadata", {}).get("scrapbook", {}).get("name", "")))
+        elif "image/png" in data:
             parts.append(_img(data["image/png"]))
         elif out.get("output_type") == "stream" and out.get("name") == "stdout":
             parts.append(f"<pre>{html.escape(''.join(out['text']))}</pre>")

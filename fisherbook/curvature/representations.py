@@ -266,7 +266,7 @@ class KFAC(CurvatureMatrix):
         G = \frac1N \sum_{n, c} b_{nc} b_{nc}^\top,
 
     :math:`\bar a_n` is the layer input with a ones-column appended and :math:`b_{nc}` the
-    back-propagated output factor (see :mod:`fisherbook.curvature.per_example`). Off-diagonal
+    back-propagated output factor (see ``fisherbook.curvature.per_example``). Off-diagonal
     (between-layer) blocks are zero. ``factors`` is the list of ``(A, G)`` pairs, in the order of
     ``modules``.
 
