@@ -653,3 +653,16 @@ def test_matrix_free_products_work_under_no_grad() -> None:
     assert not got.requires_grad
     torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(F.to_dense() @ solved + 0.1 * solved, v, rtol=1e-8, atol=1e-10)
+
+
+def test_matrix_free_solve_refuses_a_singular_fisher_without_damping() -> None:
+    # More parameters than examples x (classes - 1): the Fisher is singular, CG breaks down.
+    torch.manual_seed(4)
+    model = torch.nn.Linear(6, 3).double()
+    X = torch.randn(2, 6, dtype=torch.float64)
+    F = fb.curvature.fisher(model, X, likelihood="categorical", kind="true", representation="matrix_free")
+    v = torch.randn(F.num_params, dtype=torch.float64)
+    with pytest.raises(ValueError, match="conjugate gradient"):
+        F.solve(v, damping=0.0)
+    x = F.solve(v, damping=1e-2)
+    torch.testing.assert_close(F.to_dense() @ x + 1e-2 * x, v, rtol=1e-8, atol=1e-9)

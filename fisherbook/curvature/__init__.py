@@ -28,12 +28,11 @@ from __future__ import annotations
 from .api import REPRESENTATIONS, fisher
 from .likelihoods import KINDS, LIKELIHOODS, Bernoulli, Categorical, Gaussian, Likelihood
 from .per_example import per_example_grads
-from .representations import KFAC, BlockDiagonal, CurvatureMatrix, Dense, Diagonal, MatrixFree, cg
+from .representations import KFAC, BlockDiagonal, CurvatureMatrix, Dense, Diagonal, MatrixFree
 
 __all__ = [
     "fisher",
     "per_example_grads",
-    "cg",
     "CurvatureMatrix",
     "Dense",
     "Diagonal",

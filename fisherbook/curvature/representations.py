@@ -15,6 +15,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from ..linalg import conjugate_gradient
 from .per_example import LinearLayer, ParamLayout
 
 __all__ = ["CurvatureMatrix", "Dense", "Diagonal", "BlockDiagonal", "KFAC", "MatrixFree"]
@@ -403,18 +404,34 @@ class MatrixFree(CurvatureMatrix):
         with torch.enable_grad():
             return self._mv_fn(v).detach()
 
-    def solve(self, v: Tensor, damping: float = 0.0, tol: float = 1e-10, max_iter: int | None = None) -> Tensor:
-        r"""Conjugate gradient on :math:`(F + \lambda I) x = v` to relative residual ``tol``."""
+    def solve(self, v: Tensor, damping: float = 0.0, tol: float | None = None,
+              max_iter: int | None = None) -> Tensor:
+        r"""Conjugate gradient on :math:`(F + \lambda I) x = v` to relative residual ``tol``.
+
+        ``tol`` defaults to 1e-10 in float64 and 1e-5 in lower precision; ``max_iter`` to twice
+        the number of parameters. Raises ``ValueError`` when CG meets a direction of zero
+        curvature (a singular Fisher without damping) or does not reach ``tol``.
+        """
         lam = _check_damping(damping)
         v2, flat = self._check_vec(v)
+        if tol is None:
+            tol = 1e-10 if v2.dtype == torch.float64 else 1e-5
         if not (isinstance(tol, (int, float)) and tol > 0):
             raise ValueError(f"tol must be a positive float, got {tol}")
         if max_iter is None:
             max_iter = 2 * self.num_params
         if not isinstance(max_iter, int) or max_iter < 1:
             raise ValueError(f"max_iter must be a positive int, got {max_iter}")
-        cols = [cg(lambda x: self._mv(x.unsqueeze(1))[:, 0] + lam * x, v2[:, j], tol, max_iter)
-                for j in range(v2.shape[1])]
+        cols = []
+        for j in range(v2.shape[1]):
+            result = conjugate_gradient(lambda x: self._mv(x.unsqueeze(1))[:, 0], v2[:, j],
+                                        damping=lam, tol=tol, max_iter=max_iter)
+            if not result.converged:
+                reason = ("met a direction of zero curvature: the Fisher is singular, use damping > 0"
+                          if result.iterations < max_iter else
+                          f"did not reach tol={tol:g} in max_iter={max_iter} iterations")
+                raise ValueError(f"conjugate gradient {reason}")
+            cols.append(result.solution)
         out = torch.stack(cols, dim=1)
         return out[:, 0] if flat else out
 
@@ -425,38 +442,3 @@ class MatrixFree(CurvatureMatrix):
 
     def to_dense(self) -> Tensor:
         return self._dense_fn()
-
-
-def cg(matvec: Callable[[Tensor], Tensor], b: Tensor, tol: float = 1e-10, max_iter: int = 100) -> Tensor:
-    r"""Conjugate gradient for a symmetric positive-definite operator, starting from zero.
-
-    Stops when :math:`\|r\| \le \mathrm{tol} \cdot \|b\|` or after ``max_iter`` iterations.
-
-    Examples
-    --------
-    >>> import torch
-    >>> A = torch.tensor([[4.0, 1.0], [1.0, 3.0]], dtype=torch.float64)
-    >>> cg(lambda x: A @ x, torch.tensor([1.0, 2.0], dtype=torch.float64))
-    tensor([0.0909, 0.6364], dtype=torch.float64)
-    """
-    x = torch.zeros_like(b)
-    r = b.clone()
-    p = r.clone()
-    rs = r @ r
-    stop = (tol * b.norm()) ** 2
-    if rs <= stop:
-        return x
-    for _ in range(max_iter):
-        ap = matvec(p)
-        pap = p @ ap
-        if pap <= 0:
-            raise ValueError("conjugate gradient met a non-positive curvature direction; use damping > 0")
-        alpha = rs / pap
-        x = x + alpha * p
-        r = r - alpha * ap
-        rs_new = r @ r
-        if rs_new <= stop:
-            break
-        p = r + (rs_new / rs) * p
-        rs = rs_new
-    return x

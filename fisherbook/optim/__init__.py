@@ -4,7 +4,7 @@ Both follow the :class:`torch.optim.Optimizer` protocol (``param_groups``, ``ste
 ``state_dict``), so they drop into an ordinary training loop.
 """
 
-from .cg import CGResult, conjugate_gradient
+from ..linalg import CGResult, conjugate_gradient
 from .natural_gradient import NaturalGradient, natural_gradient_path
 from .kfac import KFAC
 

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .cg import conjugate_gradient
+from ..linalg import conjugate_gradient
 
 __all__ = ["NaturalGradient", "natural_gradient_path"]
 

@@ -1,4 +1,5 @@
-r"""Conjugate gradient for damped curvature systems given only matrix-vector products.
+r"""Linear algebra shared by the curvature engine and the optimisers: conjugate gradient for
+damped curvature systems given only matrix-vector products.
 
 The natural-gradient direction solves :math:`(F + \lambda I)\, d = g`. For a model with many
 parameters the Fisher :math:`F` is never formed: conjugate gradient needs only the products
