@@ -18,13 +18,7 @@ from fisherbook.influence import (
 D = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Small tensors: one thread avoids OpenMP synchronisation costs that explode on a shared CPU.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _softmax_problem(n=120, d=5, c=3, seed=0):
