@@ -172,6 +172,88 @@ def test_kl_clip_scales_update():
         torch.testing.assert_close(q.grad, nu * p.grad)
 
 
+# ---------------------------------------------------------------- statistics on a subset of the batch
+@pytest.mark.parametrize("likelihood", ["categorical", "bernoulli"])
+def test_mc_factor_subset_equals_full_statistics_of_the_drawn_rows(likelihood):
+    model, (X, y) = mlp(), data(n=40)
+    opt = KFAC(model, likelihood=likelihood, factor_subset=9, generator=torch.Generator().manual_seed(3))
+    loss = nn.functional.cross_entropy(model(X), y)
+    loss.backward()
+    assert opt.factor_updates == 1
+    # the same draws by hand: the rows first, then the sampled targets on those rows
+    gen = torch.Generator().manual_seed(3)
+    rows = torch.randperm(40, generator=gen)[:9]
+    ref_model = mlp()  # same seed, same weights (a deep copy would copy the hooks)
+    ref = KFAC(ref_model, likelihood=likelihood, generator=gen)
+    ref_model(X[rows])
+    for (a, g), (ra, rg) in zip(opt.factors(), ref.factors()):
+        torch.testing.assert_close(a, ra)
+        torch.testing.assert_close(g, rg)
+    # the training gradient is the full-batch one, untouched by the second (subset) forward pass
+    model2 = mlp()
+    nn.functional.cross_entropy(model2(X), y).backward()
+    for p, q in zip(model.parameters(), model2.parameters()):
+        torch.testing.assert_close(p.grad, q.grad)
+
+
+def test_empirical_factor_subset_uses_the_same_rows_in_every_layer():
+    model, (X, y) = mlp(sizes=(5, 7, 6, 4)), data(n=40)
+    opt = KFAC(model, fisher_type="empirical", factor_subset=11, generator=torch.Generator().manual_seed(4))
+    nn.functional.cross_entropy(model(X), y).backward()
+    rows = torch.randperm(40, generator=torch.Generator().manual_seed(4))[:11]
+    # per-example gradients do not depend on the batch, so the empirical factors of the subset
+    # equal those of a full pass over the drawn rows alone
+    ref_model = mlp(sizes=(5, 7, 6, 4))
+    ref = KFAC(ref_model, fisher_type="empirical")
+    nn.functional.cross_entropy(ref_model(X[rows]), y[rows]).backward()
+    for (a, g), (ra, rg) in zip(opt.factors(), ref.factors()):
+        torch.testing.assert_close(a, ra)
+        torch.testing.assert_close(g, rg)
+
+
+@pytest.mark.parametrize("fisher_type", ["mc", "empirical"])
+def test_factor_subset_covering_the_batch_gives_full_batch_a(fisher_type):
+    X, y = data(n=30)
+    full = KFAC(mlp(), fisher_type=fisher_type, **quiet())
+    sub_model = mlp()
+    sub = KFAC(sub_model, fisher_type=fisher_type, factor_subset=30, **quiet())
+    nn.functional.cross_entropy(full.model(X), y).backward()
+    nn.functional.cross_entropy(sub_model(X), y).backward()
+    for (a, _), (ra, _) in zip(sub.factors(), full.factors()):
+        torch.testing.assert_close(a, ra)  # a permutation of the rows
+
+
+def test_factor_subset_training_is_deterministic_and_round_trips():
+    def run_subset(seed):
+        X, y = data(n=80)
+        model = mlp(seed=0, sizes=(5, 16, 4))
+        opt = KFAC(model, lr=0.3, damping=1e-2, inverse_every=5, factor_subset=16,
+                   generator=torch.Generator().manual_seed(seed))
+        return [train_step(opt, model, X, y) for _ in range(25)], opt
+    (a, opt), (b, _) = run_subset(0), run_subset(0)
+    assert a == b and a[-1] < 0.6 * a[0]
+    assert opt.factor_updates == 25
+    opt2 = KFAC(mlp(sizes=(5, 16, 4)), **quiet())
+    opt2.load_state_dict(opt.state_dict())
+    assert opt2.factor_subset == 16
+    assert KFAC(mlp()).factor_subset is None
+
+
+def test_factor_subset_needs_a_tensor_of_examples():
+    class ListInput(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(5, 4).to(DT)
+
+        def forward(self, xs):
+            return self.lin(xs[0])
+
+    model = ListInput()
+    KFAC(model, factor_subset=3, **quiet())
+    with pytest.raises(TypeError, match="factor_subset"):
+        model([data()[0]])
+
+
 # ---------------------------------------------------------------- schedules
 def test_ema_of_factors():
     torch.manual_seed(0)
@@ -338,7 +420,7 @@ def test_fully_covered_model_does_not_warn():
     (dict(kl_clip=0.0), "kl_clip"), (dict(weight_decay=-1.0), "weight_decay"),
     (dict(likelihood="poisson"), "likelihood"), (dict(fisher_type="true"), "fisher_type"),
     (dict(sigma=0.0), "sigma"), (dict(min_damping=1.0, max_damping=0.1), "min_damping"),
-    (dict(damping=1e5), "damping"),
+    (dict(damping=1e5), "damping"), (dict(factor_subset=0), "factor_subset"),
 ])
 def test_bad_hyper_parameters(kw, match):
     with pytest.raises(ValueError, match=match):
@@ -347,7 +429,7 @@ def test_bad_hyper_parameters(kw, match):
 
 @pytest.mark.parametrize("kw, match", [
     (dict(inverse_every=2.0), "inverse_every"), (dict(damping="1"), "damping"),
-    (dict(generator=0), "generator"),
+    (dict(generator=0), "generator"), (dict(factor_subset=2.0), "factor_subset"),
 ])
 def test_bad_types(kw, match):
     with pytest.raises(TypeError, match=match):

@@ -39,7 +39,7 @@ _LIKELIHOODS = ("categorical", "bernoulli", "gaussian")
 _FISHER_TYPES = ("mc", "empirical")
 _TIMERS = ("factors", "inverses", "precondition", "update")
 _CONFIG = ("factor_every", "inverse_every", "adapt_every", "n_samples", "likelihood", "fisher_type", "sigma",
-           "factored_damping", "adapt_damping", "min_damping", "max_damping")
+           "factored_damping", "adapt_damping", "min_damping", "max_damping", "factor_subset")
 
 
 def _real(name: str, value: Any) -> float:
@@ -107,7 +107,19 @@ class KFAC(torch.optim.Optimizer):
         \hat A = \frac1N \sum_n \bar a_n \bar a_n^\top, \qquad
         \hat G = \frac1N \sum_n \mathcal{D}s_n \mathcal{D}s_n^\top,
 
-    and the running factors are :math:`A \leftarrow \epsilon A + (1-\epsilon)\hat A` with
+    With ``factor_subset`` :math:`m`, the statistics of a step use only a random subset
+    :math:`S` of :math:`\min(m, N)` examples drawn without replacement (Martens & Grosse §8 compute
+    them on a fraction of the mini-batch): :math:`\hat A = |S|^{-1} \sum_{n \in S} \bar a_n \bar a_n^\top`
+    and likewise :math:`\hat G`, unbiased estimates of the full-batch statistics. For
+    ``fisher_type="mc"`` the model is called a second time, on the rows of its positional input
+    tensors indexed by :math:`S` (inside the training forward, from a forward hook), and the
+    sampled-target backward pass runs through that small graph only, so the extra cost of a
+    statistics step shrinks by :math:`|S|/N`; modules with running buffers (batch norm) see that
+    second call too. For ``fisher_type="empirical"`` the rows :math:`S` of the training pass are
+    used (the same rows in every layer), :math:`\hat G = N^2 |S|^{-1} \sum_{n \in S} g_n g_n^\top`
+    with :math:`g_n` the gradient of the mean loss (only the outer products get cheaper).
+
+    The running factors are :math:`A \leftarrow \epsilon A + (1-\epsilon)\hat A` with
     :math:`\epsilon = \min(1 - 1/k, \texttt{factor\_decay})` at the :math:`k`-th update (the
     first update takes :math:`\hat A` as is). Every ``inverse_every`` steps the factors are
     eigendecomposed, :math:`A = Q_A \Lambda_A Q_A^\top`, :math:`G = Q_G \Lambda_G Q_G^\top`.
@@ -166,6 +178,11 @@ class KFAC(torch.optim.Optimizer):
         Targets sampled from the model (Martens & Grosse §5), or the training targets.
     n_samples : int
         Sampled targets per example for ``fisher_type="mc"``.
+    factor_subset : int, optional
+        Number :math:`m \ge 1` of examples, drawn at random (with ``generator``) on every
+        statistics step, from which the factors are estimated; ``None`` (default) uses the whole
+        batch. With ``fisher_type="mc"`` the model's examples are the rows (dim 0) of its
+        positional input tensors.
     sigma : float
         Noise scale :math:`\sigma > 0` of the Gaussian likelihood.
     factored_damping : bool
@@ -226,6 +243,7 @@ class KFAC(torch.optim.Optimizer):
         likelihood: str = "categorical",
         fisher_type: str = "mc",
         n_samples: int = 1,
+        factor_subset: int | None = None,
         sigma: float = 1.0,
         factored_damping: bool = True,
         adapt_damping: bool = False,
@@ -248,6 +266,7 @@ class KFAC(torch.optim.Optimizer):
         self.inverse_every = _period("inverse_every", inverse_every)
         self.adapt_every = _period("adapt_every", adapt_every)
         self.n_samples = _period("n_samples", n_samples)
+        self.factor_subset = None if factor_subset is None else _period("factor_subset", factor_subset)
         if not isinstance(likelihood, str) or likelihood not in _LIKELIHOODS:
             raise ValueError(f"likelihood must be one of {_LIKELIHOODS}, got {likelihood!r}")
         if not isinstance(fisher_type, str) or fisher_type not in _FISHER_TYPES:
@@ -302,6 +321,8 @@ class KFAC(torch.optim.Optimizer):
         self.last_rho: float | None = None
         self._collect = True
         self._suspended = False
+        self._in_subset = False
+        self._rows: tuple[int, Tensor] | None = None
         self._pending: dict[nn.Linear, dict[str, Any]] = {}
         self._handles = [m.register_forward_hook(self._layer_hook) for _, m in self.layers]
         self._handles.append(model.register_forward_hook(self._model_hook))
@@ -357,19 +378,29 @@ class KFAC(torch.optim.Optimizer):
     def _layer_hook(self, module: nn.Linear, args: tuple, output: Tensor) -> None:
         if not self._collecting(module):
             return
+        if self.factor_subset is not None and self.fisher_type == "mc" and not self._in_subset:
+            return  # the model hook re-runs the model on a subset of the examples
         t0 = self._tick()
         a = args[0].detach().reshape(-1, module.in_features)
+        rows = None
+        if self.factor_subset is not None and self.fisher_type == "empirical" and a.shape[0] > self.factor_subset:
+            if self._rows is None or self._rows[0] != a.shape[0]:
+                self._rows = (a.shape[0], self._subset(a.shape[0], a.device))  # shared by the layers
+            rows = self._rows[1]
+            a = a[rows]
         if module.bias is not None:
             a = torch.cat([a, a.new_ones(a.shape[0], 1)], dim=1)
         self._pending[module] = {"A": a.T @ a / a.shape[0], "out": output}
         if self.fisher_type == "empirical" and output.requires_grad:
-            def grad_hook(grad: Tensor, module: nn.Linear = module) -> None:
+            def grad_hook(grad: Tensor, module: nn.Linear = module, rows: Tensor | None = rows) -> None:
                 if module not in self._pending:
                     return
                 g = grad.detach().reshape(-1, module.out_features)
                 n = g.shape[0]
+                if rows is not None:
+                    g = g[rows]
                 entry = self._pending.pop(module)
-                self._fold(module, entry["A"], (g.T @ g) * n)
+                self._fold(module, entry["A"], (g.T @ g) * (n * n / g.shape[0]))
                 if not self._pending:
                     self._finish_collection()
 
@@ -391,7 +422,37 @@ class KFAC(torch.optim.Optimizer):
         y = fd + self.sigma * torch.randn(fd.shape, generator=g, dtype=fd.dtype, device=fd.device)
         return 0.5 * (f - y).square().sum() / self.sigma**2
 
+    def _subset(self, n: int, device: torch.device) -> Tensor:
+        """Indices of ``min(factor_subset, n)`` of ``n`` rows drawn without replacement."""
+        g = self.generator
+        perm = torch.randperm(n, generator=g, device=g.device if g is not None else "cpu")
+        return perm[: self.factor_subset].to(device)
+
+    def _subset_forward(self, module: nn.Module, args: tuple) -> None:
+        """Run ``module`` on a random subset of the examples; its hooks gather the statistics."""
+        t0 = time.perf_counter()
+        before = self.timings["factors"]
+        tensors = [x for x in args if isinstance(x, Tensor) and x.dim() > 0]
+        if not tensors:
+            raise TypeError("KFAC with factor_subset needs the model to take a Tensor of examples")
+        n = tensors[0].shape[0]
+        rows = self._subset(n, tensors[0].device)
+        sub = tuple(x[rows] if isinstance(x, Tensor) and x.dim() > 0 and x.shape[0] == n else x for x in args)
+        self._in_subset = True
+        try:
+            module(*sub)
+        finally:
+            self._in_subset = False
+            self._pending.clear()
+        self._sync()
+        self.timings["factors"] = before + time.perf_counter() - t0
+
     def _model_hook(self, module: nn.Module, args: tuple, output: Any) -> None:
+        self._rows = None
+        if (self.factor_subset is not None and self.fisher_type == "mc" and not self._in_subset
+                and self.layers and self._collecting(module)):
+            self._subset_forward(module, args)
+            return
         if not self._pending or self.fisher_type != "mc":
             return
         if not isinstance(output, Tensor):
