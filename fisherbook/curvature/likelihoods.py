@@ -168,6 +168,17 @@ class Categorical(Likelihood):
         return y.T.contiguous()
 
 
+def _output_shaped(f: Tensor, targets: Tensor, what: str) -> Tensor:
+    """``targets`` reshaped to the model output ``f`` (N, K), on its device and dtype, or a named error."""
+    if not isinstance(targets, Tensor):
+        raise TypeError(f"targets must be a torch.Tensor of {what}, got {type(targets).__name__}")
+    n, k = f.shape
+    if targets.numel() != n * k or targets.shape[:1] != (n,):
+        raise ValueError(f"targets must have the model output's shape ({n} examples, {k} outputs each), "
+                         f"got {tuple(targets.shape)}")
+    return targets.reshape(n, k).to(device=f.device, dtype=f.dtype)
+
+
 class Bernoulli(Likelihood):
     r"""Sigmoid cross-entropy on each output: :math:`p(y_k = 1 \mid f) = \sigma(f_k)`, independently.
 
@@ -177,13 +188,7 @@ class Bernoulli(Likelihood):
     name = "bernoulli"
 
     def check_targets(self, f: Tensor, targets: Tensor) -> Tensor:
-        if not isinstance(targets, Tensor):
-            raise TypeError(f"targets must be a torch.Tensor of 0/1 labels, got {type(targets).__name__}")
-        n, k = f.shape
-        if targets.numel() != n * k or targets.shape[:1] != (n,):
-            raise ValueError(f"targets must have the model output's shape ({n} examples, {k} outputs each), "
-                             f"got {tuple(targets.shape)}")
-        t = targets.reshape(n, k).to(device=f.device, dtype=f.dtype)
+        t = _output_shaped(f, targets, "0/1 labels")
         if not bool(((t == 0) | (t == 1)).all()):
             raise ValueError("targets for likelihood='bernoulli' must be 0 or 1")
         return t
@@ -223,13 +228,7 @@ class Gaussian(Likelihood):
         self.sigma = float(sigma)
 
     def check_targets(self, f: Tensor, targets: Tensor) -> Tensor:
-        if not isinstance(targets, Tensor):
-            raise TypeError(f"targets must be a torch.Tensor of real values, got {type(targets).__name__}")
-        n, k = f.shape
-        if targets.numel() != n * k or targets.shape[:1] != (n,):
-            raise ValueError(f"targets must have the model output's shape ({n} examples, {k} outputs each), "
-                             f"got {tuple(targets.shape)}")
-        t = targets.reshape(n, k).to(device=f.device, dtype=f.dtype)
+        t = _output_shaped(f, targets, "real values")
         if not bool(torch.isfinite(t).all()):
             raise ValueError("targets for likelihood='gaussian' must be finite")
         return t
