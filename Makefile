@@ -41,9 +41,7 @@ book: $(STAMP)  ## build the HTML book into _build/html (the main job)
 	$(VENV)/bin/jupyter-book build . -n -W --keep-going
 	@echo "Open _build/html/index.html, or: $(PY) -m http.server -d _build/html 8000"
 
-test: $(STAMP)  ## run every check: unit tests, nbval, hygiene, book, slides, student edition, browser
-	$(PY) -m pytest tests fisherbook --doctest-modules -n $(JOBS) -q -m "not built_site"
-	$(PY) -m pytest $(NBVAL) -n $(JOBS) --dist loadfile -q $$($(PY) scripts/notebooks.py list)
+test: unit nbval  ## run every check: unit tests, nbval, hygiene, book, slides, student edition, browser
 	$(MAKE) --no-print-directory book slides student
 	bash scripts/ensure_chromium.sh
 	$(PY) -m pytest tests -q -m built_site
