@@ -23,7 +23,7 @@ export TQDM_DISABLE := 1
 
 NBVAL := -p no:cacheprovider --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=300
 
-.PHONY: help venv book test unit nbval execute student slides bench clean
+.PHONY: help venv book test unit quick lint nbval execute student slides bench clean
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -48,6 +48,13 @@ test: unit nbval  ## run every check: unit tests, nbval, hygiene, book, slides, 
 
 unit: $(STAMP)  ## unit and property tests only (fast loop while developing)
 	$(PY) -m pytest tests fisherbook --doctest-modules -n $(JOBS) -q -m "not built_site"
+
+quick: $(STAMP)  ## the unit tests not marked slow (the fast loop while developing)
+	$(PY) -m pytest tests fisherbook --doctest-modules -n $(JOBS) -q -m "not built_site and not slow"
+
+lint: $(STAMP)  ## ruff (style, imports, bugs) and mypy (types) over the package
+	$(VENV)/bin/ruff check fisherbook tests benchmarks scripts
+	$(VENV)/bin/mypy
 
 nbval: $(STAMP)  ## re-execute every toc notebook and compare with its stored outputs
 	$(PY) -m pytest $(NBVAL) -n $(JOBS) --dist loadfile -q $$($(PY) scripts/notebooks.py list)

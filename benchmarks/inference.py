@@ -12,7 +12,7 @@ import time
 import numpy as np
 from scipy import stats
 
-from fisherbook.intervals import binomial_interval, exact_coverage
+from fisherbook.stats.intervals import binomial_interval, exact_coverage
 
 NS = np.arange(1, 51) * 2
 PS = np.linspace(0.01, 0.99, 50)

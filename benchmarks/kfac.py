@@ -34,7 +34,7 @@ import torch
 
 import fisherbook as fb
 from fisherbook.optim import KFAC
-from fisherbook.optim.kfac_experiments import TrainHistory, iterations_to, make_optimizer, mlp
+from fisherbook.experiments.kfac import TrainHistory, iterations_to, make_optimizer, mlp
 
 ROOT = Path(__file__).resolve().parent.parent
 AE = (64, 128, 64, 32, 8, 32, 64, 128, 64)

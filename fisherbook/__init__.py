@@ -1,7 +1,10 @@
 """fisherbook: Fisher information, computed and tested.
 
-The helper package behind the *fisherbook* textbook. Each module owns one idea
-(see ``DESIGN.md``): closed-form and estimated Fisher information of probability
+The helper package behind the *fisherbook* textbook. Its subpackages follow the
+two halves of the subject (see ``docs/architecture.md``): :mod:`~fisherbook.stats` and
+:mod:`~fisherbook.geometry` for probability families; :mod:`~fisherbook.curvature` (the one core for
+torch models), :mod:`~fisherbook.optim`, :mod:`~fisherbook.continual` and :mod:`~fisherbook.bayes`
+for models; :mod:`~fisherbook.errors` the error vocabulary. It covers closed-form and estimated Fisher information of probability
 families, Cramér–Rao and asymptotic inference tools, Fisher matrices of torch
 models, natural-gradient and K-FAC optimisers, EWC and information geometry.
 
@@ -16,30 +19,24 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import continual, curvature, data, optim, plotting
-from .dualflat import (
-    bregman_divergence, dual_potential, expectation_parameters, from_expectation, from_natural,
-    kl_bregman, log_partition, m_projection, natural_parameters,
+from . import bayes, continual, curvature, data, errors, experiments, geometry, optim, plotting, stats
+from .bayes import (
+    LastLayerLaplace, bic, calibration_curve, expected_calibration_error, fit_newton, gaussian_linear_log_evidence,
+    influence_scores, laplace_log_evidence, leave_one_out, nig_linear_log_evidence, objective_curvature,
+    per_example_loss, polynomial_design,
 )
-from .estimators import (
-    FisherEstimate, conditional_fisher, coordinate_names, empirical_fisher, fisher_information,
-    observed_information, parameter_names, reparameterize, score,
-)
-from .families import CLOSED_FORMS, ClosedForm, closed_form_fisher
+from .errors import ConvergenceError, FisherbookError, GeodesicError, OffManifoldError
 from .geometry import (
-    Geodesic, GeodesicError, OffManifoldError, christoffel_symbols, exp_map, fisher_metric,
-    fisher_rao_distance, geodesic, jeffreys_log_density, jeffreys_prior, kl_quadratic, log_map,
+    Geodesic, bregman_divergence, christoffel_symbols, dual_potential, exp_map, expectation_parameters,
+    fisher_metric, fisher_rao_distance, from_expectation, from_natural, geodesic, jeffreys_log_density,
+    jeffreys_prior, kl_bregman, kl_quadratic, log_map, log_partition, m_projection, natural_parameters,
     pullback_metric,
 )
-from .inference import (
-    ConvergenceError, CoverageEstimate, EstimatorSummary, MLEResult, coverage, crlb, lr_interval, mle,
-    sandwich_covariance, score_interval, simulate_estimator, van_trees, wald_interval,
-)
-from .influence import fit_newton, influence_scores, leave_one_out, objective_curvature, per_example_loss
-from .intervals import binomial_interval, exact_coverage, poisson_interval
-from .laplace import LastLayerLaplace, calibration_curve, expected_calibration_error
-from .selection import (
-    bic, gaussian_linear_log_evidence, laplace_log_evidence, nig_linear_log_evidence, polynomial_design,
+from .stats import (
+    CLOSED_FORMS, ClosedForm, CoverageEstimate, EstimatorSummary, FisherEstimate, MLEResult, binomial_interval,
+    closed_form_fisher, conditional_fisher, coordinate_names, coverage, crlb, empirical_fisher, exact_coverage,
+    fisher_information, lr_interval, mle, observed_information, parameter_names, poisson_interval, reparameterize,
+    sandwich_covariance, score, score_interval, simulate_estimator, van_trees, wald_interval,
 )
 
 __all__ = [
@@ -49,6 +46,11 @@ __all__ = [
     "optim",
     "continual",
     "data",
+    "errors",
+    "stats",
+    "geometry",
+    "bayes",
+    "FisherbookError",
     "coordinate_names",
     "parameter_names",
     "CLOSED_FORMS",

@@ -1,4 +1,4 @@
-"""Tests for fisherbook.continual: EWC penalties, online accumulation, Fisher overlap, training loop."""
+"""Tests for fisherbook.continual.ewc: EWC penalties, online accumulation, Fisher overlap, training loop."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from fisherbook.continual import (
+from fisherbook.continual.ewc import (
     EWC,
     L2,
     FineTuning,

@@ -1,4 +1,4 @@
-"""Closed-form Fisher information (fisherbook.families) against independent references.
+"""Closed-form Fisher information (fisherbook.stats.families) against independent references.
 
 The reference for every closed form is ``method="quadrature"``: the expectation of the outer
 product of autograd scores, by adaptive quadrature (continuous) or enumeration (discrete). The
@@ -36,8 +36,8 @@ from torch.distributions import (
 )
 
 import fisherbook as fb
-from fisherbook._params import _all_names
-from fisherbook.families import CLOSED_FORMS, find_closed_form
+from fisherbook.stats._params import _all_names
+from fisherbook.stats.families import CLOSED_FORMS, find_closed_form
 
 SETTINGS = settings(max_examples=6, deadline=None, derandomize=True)
 

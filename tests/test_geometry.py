@@ -1,4 +1,4 @@
-"""Tests for fisherbook.geometry and fisherbook.dualflat (information geometry, chapter 7).
+"""Tests for fisherbook.geometry.riemannian and fisherbook.geometry.dualflat (information geometry, chapter 7).
 
 Independent methods checked against each other: closed-form Fisher–Rao distances against
 numerically solved geodesics of metrics written here from the textbook formulas; exp/log maps
@@ -31,7 +31,7 @@ from torch.distributions import (
 )
 
 import fisherbook as fb
-from fisherbook.geometry import GeodesicError, OffManifoldError
+from fisherbook.geometry.riemannian import GeodesicError, OffManifoldError
 
 D = torch.float64
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -41,7 +41,7 @@ def t(x):
     return torch.tensor(x, dtype=D)
 
 
-# metrics written from the closed forms of REFERENCES.md (independent of fisherbook.families)
+# metrics written from the closed forms of REFERENCES.md (independent of fisherbook.stats.families)
 def normal_metric(th):
     s2 = th[..., 1] ** 2
     return torch.diag_embed(torch.stack([1 / s2, 2 / s2], -1))

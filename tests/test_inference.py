@@ -1,4 +1,4 @@
-"""Tests for fisherbook.inference: bounds, simulation, MLE, sandwich, generic intervals, coverage."""
+"""Tests for fisherbook.stats.inference: bounds, simulation, MLE, sandwich, generic intervals, coverage."""
 
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ from torch.distributions import (
 )
 
 import fisherbook as fb
-from fisherbook import inference as inf
-from fisherbook import intervals as ivl
+from fisherbook.stats import inference as inf
+from fisherbook.stats import intervals as ivl
 
 D = torch.float64
 
@@ -34,7 +34,7 @@ def t(x):
     return torch.tensor(x, dtype=D)
 
 
-HAS_CORE = importlib.util.find_spec("fisherbook.estimators") is not None
+HAS_CORE = importlib.util.find_spec("fisherbook.stats.estimators") is not None
 needs_core = pytest.mark.skipif(not HAS_CORE, reason="fisherbook.fisher_information not available yet")
 
 

@@ -1,4 +1,4 @@
-"""Tests for fisherbook.influence: influence functions against leave-one-out retraining."""
+"""Tests for fisherbook.bayes.influence: influence functions against leave-one-out retraining."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from fisherbook.influence import (
+from fisherbook.bayes.influence import (
     fit_newton,
     influence_scores,
     leave_one_out,

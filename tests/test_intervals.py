@@ -1,4 +1,4 @@
-"""Tests for fisherbook.intervals: closed-form Binomial/Poisson intervals and exact coverage."""
+"""Tests for fisherbook.stats.intervals: closed-form Binomial/Poisson intervals and exact coverage."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from fisherbook import intervals as ivl
+from fisherbook.stats import intervals as ivl
 
 Z = stats.norm.ppf(0.975)
 

@@ -439,7 +439,7 @@ def test_bad_types(kw, match):
 
 
 # ---------------------------------------------------------------- chapter 5 / benchmark helpers
-from fisherbook.optim.kfac_experiments import (  # noqa: E402
+from fisherbook.experiments.kfac import (  # noqa: E402
     TrainHistory, iterations_to, kronecker_comparison, make_optimizer, mlp as make_mlp, train_full_batch)
 
 

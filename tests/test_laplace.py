@@ -1,4 +1,4 @@
-"""Tests for fisherbook.laplace: last-layer Laplace, predictive approximations, calibration."""
+"""Tests for fisherbook.bayes.laplace: last-layer Laplace, predictive approximations, calibration."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from fisherbook.influence import fit_newton, objective_curvature
-from fisherbook.laplace import LastLayerLaplace, calibration_curve, expected_calibration_error
-from fisherbook.selection import laplace_log_evidence
+from fisherbook.bayes.influence import fit_newton, objective_curvature
+from fisherbook.bayes.laplace import LastLayerLaplace, calibration_curve, expected_calibration_error
+from fisherbook.bayes.selection import laplace_log_evidence
 
 D = torch.float64
 

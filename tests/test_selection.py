@@ -1,4 +1,4 @@
-"""Tests for fisherbook.selection: BIC, Laplace evidence, exact Gaussian-linear evidences."""
+"""Tests for fisherbook.bayes.selection: BIC, Laplace evidence, exact Gaussian-linear evidences."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 
-from fisherbook.selection import (
+from fisherbook.bayes.selection import (
     bic,
     gaussian_linear_log_evidence,
     laplace_log_evidence,

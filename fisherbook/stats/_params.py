@@ -1,4 +1,4 @@
-"""Parameter handling shared by :mod:`fisherbook.families` and :mod:`fisherbook.estimators`.
+"""Parameter handling shared by :mod:`fisherbook.stats.families` and :mod:`fisherbook.stats.estimators`.
 
 A ``torch.distributions`` object is described here by the constructor parameters it was built
 with (``loc``/``scale``, ``probs`` *or* ``logits``, ``covariance_matrix`` *or* ``scale_tril`` *or*
@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution, Laplace, Pareto, Uniform, constraints
 
-__all__: list[str] = []  # public wrappers live in fisherbook.estimators
+__all__: list[str] = []  # public wrappers live in fisherbook.stats.estimators
 
 #: Groups of mutually exclusive constructor parameters: a distribution is built with one of each.
 _ALTERNATIVES: tuple[tuple[str, ...], ...] = (
@@ -87,7 +87,7 @@ def _given_alternative(dist: Distribution, group: tuple[str, ...]) -> str | None
 
 
 def parameter_names(dist: Distribution) -> tuple[str, ...]:
-    """See :func:`fisherbook.estimators.parameter_names`."""
+    """See :func:`fisherbook.stats.estimators.parameter_names`."""
     _check_dist(dist)
     try:
         arg_constraints = dist.arg_constraints
@@ -376,7 +376,7 @@ def resolve(dist: Distribution, params: str | Sequence[str] | None) -> _Resolved
 def coordinate_names(
     dist: Distribution, params: str | Sequence[str] | None = None
 ) -> tuple[str, ...]:
-    """See :func:`fisherbook.estimators.coordinate_names`."""
+    """See :func:`fisherbook.stats.estimators.coordinate_names`."""
     r = resolve(dist, params)
     out: list[str] = []
     for p in r.params:

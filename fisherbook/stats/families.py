@@ -1,7 +1,7 @@
 r"""Closed-form Fisher information of standard families, keyed by torch.distributions class.
 
 Every formula is per observation and with respect to the free coordinates of
-:func:`fisherbook.estimators.coordinate_names` (one coordinate per scalar parameter; the first :math:`K-1` entries of
+:func:`fisherbook.stats.estimators.coordinate_names` (one coordinate per scalar parameter; the first :math:`K-1` entries of
 ``probs`` on the simplex; the lower triangle, row-major, of a covariance, precision or Cholesky
 factor). Each entry of :data:`CLOSED_FORMS` carries its formula in LaTeX, so the book's table of
 closed forms is generated from the same objects that compute the numbers, and every formula is
@@ -467,7 +467,7 @@ def closed_form_fisher(dist: Distribution, params: str | Sequence[str] | None = 
         One of the families in :data:`CLOSED_FORMS`.
     params : str or Sequence of str, optional
         Constructor parameters to differentiate, any subset in any order; default
-        :func:`fisherbook.estimators.parameter_names`. The others are held fixed.
+        :func:`fisherbook.stats.estimators.parameter_names`. The others are held fixed.
 
     Returns
     -------

@@ -10,7 +10,7 @@ and the Fisher information is
 the second equality holding under the usual regularity conditions. :func:`fisher_information`
 computes it
 
-* ``"closed_form"``: from :mod:`fisherbook.families` (the fast path);
+* ``"closed_form"``: from :mod:`fisherbook.stats.families` (the fast path);
 * ``"quadrature"``: as the exact expectation of :math:`s s^\top` by adaptive quadrature
   (``scipy.integrate.quad``) over the support of a continuous univariate family, or by
   enumeration of a discrete one (infinite supports truncated once the remaining terms, bounded
@@ -644,7 +644,7 @@ def fisher_information(
         coordinates described in :func:`coordinate_names`.
     method : str
         One of ``"closed_form"`` (default), ``"quadrature"``, ``"score"``, ``"hessian"``.
-        ``closed_form``: the formula from :mod:`fisherbook.families`. ``quadrature``: the exact
+        ``closed_form``: the formula from :mod:`fisherbook.stats.families`. ``quadrature``: the exact
         expectation of :math:`s s^\top` by ``scipy.integrate.quad`` (relative tolerance
         :data:`QUADRATURE_RTOL` per entry; continuous univariate families) or by enumeration
         (discrete; infinite supports truncated with tail bound :data:`ENUMERATION_TAIL`);

@@ -49,7 +49,7 @@ from torch.distributions import (
     Poisson,
 )
 
-from .geometry import OffManifoldError
+from ..errors import OffManifoldError
 
 __all__ = [
     "natural_parameters",

@@ -15,7 +15,7 @@ The tools of chapters 2 and 3. Everything here works from tensors and from
   parameter; :func:`coverage` — their Monte-Carlo coverage.
 * :func:`sandwich_covariance` — :math:`A^{-1} B A^{-1}` for a possibly misspecified model.
 
-Exact coverage of Binomial and Poisson intervals lives in :mod:`fisherbook.intervals`.
+Exact coverage of Binomial and Poisson intervals lives in :mod:`fisherbook.stats.intervals`.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from scipy import integrate
 from torch import Tensor
+from ..errors import ConvergenceError
 from torch.distributions import Distribution, constraints, transform_to
 
 __all__ = [
@@ -51,8 +52,6 @@ __all__ = [
 DTYPE = torch.float64
 
 
-class ConvergenceError(RuntimeError):
-    """Raised when :func:`mle` does not reach a maximum within ``max_iter`` steps."""
 
 
 # --------------------------------------------------------------------------- helpers
@@ -609,7 +608,7 @@ class MLEResult:
     def expected_information(self) -> Tensor:
         r"""Total expected information :math:`n I(\hat\theta)` (i.i.d. families given as a class).
 
-        Uses :func:`~fisherbook.estimators.fisher_information` in closed form for the estimated parameters
+        Uses :func:`~fisherbook.stats.estimators.fisher_information` in closed form for the estimated parameters
         with the fixed ones held at their values.
 
         Raises
@@ -1018,7 +1017,7 @@ def score_interval(
         Confidence level in (0, 1).
     fisher : callable, optional
         Per-observation information :math:`I(\theta)` for a ``(*batch)`` tensor of values.
-        Default: :func:`~fisherbook.estimators.fisher_information` in closed form.
+        Default: :func:`~fisherbook.stats.estimators.fisher_information` in closed form.
 
     Returns
     -------

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, jacrev, vmap
 
-from .curvature import fisher as _fisher
+from ..curvature import fisher as _fisher
 
 __all__ = ["LastLayerLaplace", "calibration_curve", "expected_calibration_error"]
 

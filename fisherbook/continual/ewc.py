@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from .data import Task
+from ..data import Task
 
 __all__ = [
     "ewc_penalty",
@@ -274,7 +274,7 @@ def diagonal_fisher(
         raise ValueError(f"kind must be one of {FISHER_KINDS}, got {kind!r}")
     if kind == "empirical" and targets is None:
         raise ValueError("targets are required for kind='empirical'")
-    from . import curvature
+    from .. import curvature
 
     F = curvature.fisher(
         model,

@@ -9,14 +9,14 @@ information, :math:`ds^2 = d\theta^\top I(\theta)\, d\theta`. This module comput
 - :func:`exp_map` / :func:`log_map` — exponential and logarithm maps where closed forms exist;
 - :func:`geodesic` — the geodesic boundary-value problem for *any* metric
   :math:`\theta \mapsto G(\theta)`, solved numerically, with :func:`christoffel_symbols`,
-  :func:`fisher_metric` (the metric of any family from :func:`~fisherbook.estimators.fisher_information`)
+  :func:`fisher_metric` (the metric of any family from :func:`~fisherbook.stats.estimators.fisher_information`)
   and :func:`pullback_metric` (the same metric in other coordinates);
 - :func:`jeffreys_prior` / :func:`jeffreys_log_density` — :math:`\pi(\theta) \propto \sqrt{\det I(\theta)}`;
 - :func:`kl_quadratic` — the local expansion :math:`\mathrm{KL}(p_\theta \,\|\, p_{\theta+\delta})
   \approx \tfrac12 \delta^\top I(\theta) \delta`.
 
 The dually flat structure of exponential families (natural and expectation coordinates,
-KL as a Bregman divergence, m-projections) lives in :mod:`fisherbook.dualflat`.
+KL as a Bregman divergence, m-projections) lives in :mod:`fisherbook.geometry.dualflat`.
 
 Points off the manifold raise :class:`OffManifoldError`; a geodesic solve that does not
 converge raises :class:`GeodesicError` with advice rather than returning a wrong length.
@@ -49,6 +49,8 @@ from torch.distributions import (
     constraints,
 )
 
+from ..errors import GeodesicError, OffManifoldError
+
 __all__ = [
     "OffManifoldError",
     "GeodesicError",
@@ -69,12 +71,8 @@ DTYPE = torch.float64
 Metric = Callable[[Tensor], Tensor]
 
 
-class OffManifoldError(ValueError):
-    """A point is not on the statistical manifold (e.g. ``scale <= 0``, probabilities off the simplex)."""
 
 
-class GeodesicError(RuntimeError):
-    """The geodesic boundary-value problem could not be solved to the requested accuracy."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -444,7 +442,7 @@ def fisher_metric(
     r"""The Fisher metric of a family as a function :math:`\theta \mapsto G(\theta) = I(\theta)`.
 
     The returned callable builds ``family(**{params[i]: theta[..., i]}, **fixed)`` and returns
-    :func:`~fisherbook.estimators.fisher_information` of it for the parameters ``params`` (in that order),
+    :func:`~fisherbook.stats.estimators.fisher_information` of it for the parameters ``params`` (in that order),
     so every family and method the core API knows gives a metric for :func:`geodesic`.
 
     Parameters
@@ -456,7 +454,7 @@ def fisher_metric(
         the single simplex parameter ``("probs",)`` of a Categorical / Multinomial, whose
         coordinates are its first :math:`K-1` entries.
     method : str
-        Passed to :func:`~fisherbook.estimators.fisher_information` (``"closed_form"``, ``"quadrature"``).
+        Passed to :func:`~fisherbook.stats.estimators.fisher_information` (``"closed_form"``, ``"quadrature"``).
     **fixed
         Constructor arguments held fixed (``total_count=10``, ``df=3.0``).
 
@@ -484,7 +482,7 @@ def fisher_metric(
     simplex = k == 1 and arg_constraints.get(params[0]) is constraints.simplex
 
     def metric(theta: Tensor) -> Tensor:
-        from . import estimators  # the core API; imported late so this module loads without it
+        from ..stats import estimators  # the core API; imported late so this module loads without it
 
         theta = torch.as_tensor(theta, dtype=DTYPE)
         if simplex:  # the first K-1 probabilities are the coordinates, p_K = 1 - sum
@@ -1012,7 +1010,7 @@ def kl_quadratic(dist: Distribution, delta: Any, params: Sequence[str] | None = 
     delta : array_like
         Parameter step(s), shape ``(..., k)`` broadcasting against ``dist``'s batch shape.
     params : Sequence of str, optional
-        Coordinates of :math:`\theta` and their order, as for :func:`~fisherbook.estimators.fisher_information`.
+        Coordinates of :math:`\theta` and their order, as for :func:`~fisherbook.stats.estimators.fisher_information`.
 
     Returns
     -------
@@ -1025,7 +1023,7 @@ def kl_quadratic(dist: Distribution, delta: Any, params: Sequence[str] | None = 
     >>> kl_quadratic(Normal(0.0, 2.0), torch.tensor([1.0, 0.0]))   # 1/2 * 1/sigma^2
     tensor(0.1250, dtype=torch.float64)
     """
-    from . import estimators
+    from ..stats import estimators
 
     info = estimators.fisher_information(dist, params=None if params is None else tuple(params))
     delta = _f64(delta, "delta")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from .kfac import KFAC
+from ..optim.kfac import KFAC
 
 __all__ = ["mlp", "KroneckerComparison", "kronecker_comparison", "TrainHistory", "train_full_batch",
            "make_optimizer", "iterations_to"]
