@@ -31,7 +31,7 @@ from torch.distributions import (
 )
 
 import fisherbook as fb
-from fisherbook.geometry.riemannian import GeodesicError, OffManifoldError
+from fisherbook.errors import GeodesicError, OffManifoldError
 
 D = torch.float64
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -284,7 +284,7 @@ def from_natural(family: Any, theta: Any) -> Distribution:
         Family (an instance for Binomial / Multinomial, which fixes ``total_count``).
     theta : Tensor
         Shape ``batch + (k,)``; must lie in the natural parameter space (e.g. :math:`\theta_2 < 0`
-        for the Normal), else :class:`~fisherbook.geometry.OffManifoldError`.
+        for the Normal), else :class:`~fisherbook.errors.OffManifoldError`.
 
     Examples
     --------

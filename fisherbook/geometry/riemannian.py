@@ -18,8 +18,8 @@ information, :math:`ds^2 = d\theta^\top I(\theta)\, d\theta`. This module comput
 The dually flat structure of exponential families (natural and expectation coordinates,
 KL as a Bregman divergence, m-projections) lives in :mod:`fisherbook.geometry.dualflat`.
 
-Points off the manifold raise :class:`OffManifoldError`; a geodesic solve that does not
-converge raises :class:`GeodesicError` with advice rather than returning a wrong length.
+Points off the manifold raise :class:`~fisherbook.errors.OffManifoldError`; a geodesic solve that does not
+converge raises :class:`~fisherbook.errors.GeodesicError` with advice rather than returning a wrong length.
 """
 
 from __future__ import annotations
@@ -52,8 +52,6 @@ from torch.distributions import (
 from ..errors import GeodesicError, OffManifoldError
 
 __all__ = [
-    "OffManifoldError",
-    "GeodesicError",
     "Geodesic",
     "fisher_rao_distance",
     "exp_map",
@@ -462,7 +460,7 @@ def fisher_metric(
     -------
     Callable
         ``metric(theta)`` with ``theta`` of shape ``(..., k)`` returning float64 ``(..., k, k)``.
-        Points off the manifold raise :class:`OffManifoldError`.
+        Points off the manifold raise :class:`~fisherbook.errors.OffManifoldError`.
 
     Examples
     --------

@@ -33,7 +33,6 @@ from ..errors import ConvergenceError
 from torch.distributions import Distribution, constraints, transform_to
 
 __all__ = [
-    "ConvergenceError",
     "CoverageEstimate",
     "EstimatorSummary",
     "MLEResult",
@@ -710,7 +709,7 @@ def mle(
     max_iter : int
         Maximum number of Newton steps.
     strict : bool
-        If True, raise :class:`ConvergenceError` when any fit fails to converge; if False
+        If True, raise :class:`~fisherbook.errors.ConvergenceError` when any fit fails to converge; if False
         return and flag them in ``converged``.
 
     Returns
