@@ -19,7 +19,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import bayes, continual, curvature, data, errors, experiments, geometry, optim, plotting, stats
+from . import bayes, continual, curvature, data, errors, geometry, optim, plotting, stats
 from .bayes import (
     LastLayerLaplace, bic, calibration_curve, expected_calibration_error, fit_newton, gaussian_linear_log_evidence,
     influence_scores, laplace_log_evidence, leave_one_out, nig_linear_log_evidence, objective_curvature,
