@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.func import functional_call, jacrev, jvp, vjp
 
+from fisherbook.errors import ArgumentTypeError, NonFiniteError
 from fisherbook.optim import NaturalGradient, conjugate_gradient, natural_gradient_path
 
 DT = torch.float64
@@ -189,6 +190,15 @@ def test_cg_bad_input():
         conjugate_gradient(lambda v: a @ v, b, x0=torch.zeros(4, dtype=DT))
     with pytest.raises(ValueError, match="mv must return"):
         conjugate_gradient(lambda v: v[:2], b)
+    # non-finite data are named, not iterated on (CG would return NaN silently)
+    with pytest.raises(NonFiniteError, match="b must be finite"):
+        conjugate_gradient(lambda v: a @ v, torch.tensor([1.0, float("nan"), 0.0], dtype=DT))
+    with pytest.raises(NonFiniteError, match="damping"):
+        conjugate_gradient(lambda v: a @ v, b, damping=torch.tensor([1.0, float("inf"), 0.0], dtype=DT))
+    with pytest.raises(NonFiniteError, match="x0"):
+        conjugate_gradient(lambda v: a @ v, b, x0=torch.full((3,), float("nan"), dtype=DT))
+    with pytest.raises(ArgumentTypeError, match="max_iter"):
+        conjugate_gradient(lambda v: a @ v, b, max_iter=2.5)
 
 
 # ---------------------------------------------------------------------------------------------
