@@ -214,7 +214,7 @@ def digits_images(n: int = 512):
 
 
 def test_conv2d_layers_are_preconditioned_with_the_engines_kfc_factors():
-    X, _ = digits_images(64)
+    X, _ = digits_images(24)
     model = SmallCNN(0).double()
     opt = KFAC(model, generator=torch.Generator().manual_seed(1))
     assert [n for n, _ in opt.layers] == ["conv1", "conv2", "head"] and opt.unpreconditioned == []
@@ -315,3 +315,21 @@ def test_non_finite_gradient_and_inputs_raise():
     with pytest.raises(NonFiniteError, match="not finite"):
         fresh(bad)
     assert opt2.factor_updates == 0  # nothing folded into the running factors
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before")
+def test_lr_scheduler_drives_the_step_size():
+    """torch's schedulers write group["lr"]; KFAC reads it there (scaling lr scales the update,
+    momentum off, no kl_clip)."""
+    X, y = data()
+    deltas = []
+    for halve in (False, True):
+        model = mlp()
+        opt = KFAC(model, lr=0.4, generator=torch.Generator().manual_seed(0))
+        if halve:
+            torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5).step()  # epoch 1: lr 0.2
+            assert opt.param_groups[0]["lr"] == pytest.approx(0.2)
+        before = model[0].weight.detach().clone()
+        train_step(opt, model, X, y)
+        deltas.append(model[0].weight.detach() - before)
+    torch.testing.assert_close(deltas[1], 0.5 * deltas[0])
