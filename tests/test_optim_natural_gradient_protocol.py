@@ -7,6 +7,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 import fisherbook as fb
@@ -270,3 +272,29 @@ def test_bad_constructor_arguments_raise_named_errors(kw, error, words):
     kw = dict({"likelihood": "categorical"}, **kw)
     with pytest.raises(error, match=words):
         NaturalGradient(model.parameters(), model=model, **kw)
+
+
+@pytest.mark.slow
+@settings(max_examples=12, deadline=None)
+@given(mask=st.lists(st.booleans(), min_size=4, max_size=4).filter(any),
+       lam=st.floats(1e-6, 1e3), lr=st.floats(1e-3, 2.0), seed=st.integers(0, 2**16))
+def test_any_frozen_subset_moves_by_the_block_formula(mask, lam, lr, seed):
+    """For every choice of frozen tensors, damping and step size: frozen tensors stay put and the
+    others move by −η (F_SS + λI)⁻¹ g_S, F_SS the block of the exact dense Fisher."""
+    model = mlp(seed)
+    x, y = batch(seed=seed + 1)
+    for p, trainable in zip(model.parameters(), mask):
+        p.requires_grad_(trainable)
+    opt = NaturalGradient(model.parameters(), lr=lr, damping=lam, model=model, inputs=x, likelihood="categorical")
+    backward(model, x, y)
+    F = dense_fisher(model, x)
+    sizes = [p.numel() for p in model.parameters()]
+    starts = [sum(sizes[:k]) for k in range(len(sizes))]
+    keep = torch.cat([torch.arange(s, s + n) for s, n, m in zip(starts, sizes, mask) if m])
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    frozen = [p.detach().clone() for p in model.parameters() if not p.requires_grad]
+    g = flat(p.grad for p in trainable)
+    expected = flat(trainable) - lr * torch.linalg.solve(F[keep][:, keep] + lam * torch.eye(len(keep), dtype=DT), g)
+    opt.step()
+    assert all(torch.equal(a, b) for a, b in zip(frozen, [p for p in model.parameters() if not p.requires_grad]))
+    torch.testing.assert_close(flat(trainable), expected, rtol=1e-7, atol=1e-9)

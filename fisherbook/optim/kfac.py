@@ -188,7 +188,7 @@ class KFAC(torch.optim.Optimizer):
 
     or, with ``factored_damping=False``, :math:`U = (G \otimes A + \lambda I)^{-1} V` (the division
     by :math:`\lambda_{G,i} \lambda_{A,j} + \lambda`). With ``kl_clip`` :math:`\kappa` the updates
-    of all layers are scaled by :math:`\nu = \min(1, \sqrt{\kappa / \sum \alpha^2 \langle U, V \rangle)})`
+    of all layers are scaled by :math:`\nu = \min(1, \sqrt{\kappa / \sum \alpha^2 \langle U, V \rangle})`
     (:math:`\alpha` = the layer's ``lr``). ``step`` then applies heavy-ball momentum :math:`\mu`,
     :math:`m \leftarrow \mu m + U`, :math:`\theta \leftarrow \theta - \alpha m`. Parameters outside
     the K-FAC layers get the same momentum update with their plain gradient; they are listed in
