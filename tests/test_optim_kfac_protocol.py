@@ -333,3 +333,27 @@ def test_lr_scheduler_drives_the_step_size():
         train_step(opt, model, X, y)
         deltas.append(model[0].weight.detach() - before)
     torch.testing.assert_close(deltas[1], 0.5 * deltas[0])
+
+
+def test_loads_a_state_saved_by_the_earlier_layout():
+    """Earlier versions kept the counters in the first param group and the schedules under
+    state_dict()["kfac"]["config"]; such a state still loads, with the same meaning."""
+    X, y = data()
+    model = mlp()
+    opt = KFAC(model, inverse_every=3, generator=torch.Generator().manual_seed(0))
+    for _ in range(2):
+        train_step(opt, model, X, y)
+    sd = copy.deepcopy(opt.state_dict())
+    legacy_groups = []
+    for g in sd["param_groups"]:
+        g = {k: v for k, v in g.items() if k in ("params", "lr", "damping", "factor_decay", "momentum",
+                                                   "weight_decay", "kl_clip")}
+        legacy_groups.append(g)
+    legacy_groups[0].update(step=sd["kfac"]["step"], factor_updates=sd["kfac"]["factor_updates"])
+    legacy = {"state": sd["state"], "param_groups": legacy_groups,
+              "kfac": {"collect": sd["kfac"]["collect"], "last_rho": None, "timings": {},
+                       "config": {"inverse_every": 3, "likelihood": "categorical", "fisher_type": "mc"}}}
+    opt2 = KFAC(mlp(), inverse_every=50)
+    opt2.load_state_dict(legacy)
+    assert (opt2.steps, opt2.factor_updates, opt2.inverse_every) == (2, 2, 3)
+    assert "step" not in opt2.param_groups[0]
