@@ -73,8 +73,11 @@ def test_add_param_group_is_honoured():
     """A group added later (a layer left out at construction) is preconditioned and updated."""
     X, y = data()
     model = mlp()
-    with pytest.warns(UserWarning, match="no nn.Linear"):
+    with pytest.warns(UserWarning) as caught:
         pass_through = KFAC(model, lr=0.1, params=[torch.zeros(1, dtype=DT, requires_grad=True)])
+    messages = [str(w.message) for w in caught]
+    assert any("no nn.Linear" in m for m in messages) and any("param_groups[0][0]" in m for m in messages)
+    assert pass_through.layers == []  # the model's layers are not among the optimised parameters
     del pass_through
     model = mlp()
     opt = KFAC(model, lr=0.1, generator=torch.Generator().manual_seed(0), params=list(model[0].parameters()))
@@ -357,3 +360,32 @@ def test_loads_a_state_saved_by_the_earlier_layout():
     opt2.load_state_dict(legacy)
     assert (opt2.steps, opt2.factor_updates, opt2.inverse_every) == (2, 2, 3)
     assert "step" not in opt2.param_groups[0]
+
+
+class TokenModel(nn.Module):
+    """A Linear applied per position: inputs (N, T, 5), outputs (N, T, 4)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(5, 4).to(DT)
+
+    def forward(self, x):
+        return self.lin(x)
+
+
+def test_sequence_layers_need_the_empirical_variant():
+    x = torch.randn(6, 3, 5, dtype=DT)
+    y = torch.randint(0, 4, (6, 3))
+    model = TokenModel()
+    opt = KFAC(model, likelihood="categorical")
+    with pytest.raises(fb.errors.UnsupportedError, match="empirical"):
+        model(x)  # a softmax per position: the engine's (N, K) outputs would mix them
+    opt.remove_hooks()
+    opt = KFAC(model, likelihood="gaussian")
+    with pytest.raises(fb.errors.UnsupportedError, match="empirical"):
+        model(x)  # the engine needs (N, features) inputs to a Linear
+    opt.remove_hooks()
+    emp = KFAC(model, fisher_type="empirical")
+    nn.functional.cross_entropy(model(x).reshape(-1, 4), y.reshape(-1)).backward()
+    a = torch.cat([x.reshape(-1, 5), torch.ones(18, 1, dtype=DT)], 1)
+    torch.testing.assert_close(emp.factors()[0][0], a.T @ a / 18)  # rows = examples × positions

@@ -553,6 +553,10 @@ class KFAC(torch.optim.Optimizer):
         if not isinstance(output, Tensor):
             raise ArgumentTypeError("KFAC with fisher_type='mc' needs the model to return one Tensor of outputs, "
                                     f"got {type(output).__name__}")
+        if output.dim() > 2 and self._hp("likelihood") == "categorical":
+            raise UnsupportedError(
+                f"KFAC with fisher_type='mc' and likelihood='categorical' needs (N, K) model outputs (one softmax "
+                f"per example), got shape {tuple(output.shape)}; use fisher_type='empirical'")
         n = args[pos].shape[0]
         if self._hp("factor_subset") is not None:
             rows = self._subset(n, args[pos].device)
@@ -563,6 +567,14 @@ class KFAC(torch.optim.Optimizer):
             curvature = fisher(view, args[pos], likelihood=self._hp("likelihood"), kind="mc",
                                representation="kfac", n_samples=self._hp("n_samples"), sigma=self._hp("sigma"),
                                generator=self.generator)
+        except ValueError as err:
+            if isinstance(err, (NonFiniteError, UnsupportedError)):
+                raise
+            raise UnsupportedError(
+                "KFAC with fisher_type='mc' takes its factors from fisherbook.curvature.fisher(..., "
+                "representation='kfac'), which needs each K-FAC layer called once per forward pass on "
+                "(N, features) or (N, channels, height, width) inputs; fisher_type='empirical' also takes "
+                f"layers applied to more dimensions (rows = all leading dimensions). The engine said: {err}") from err
         finally:
             self._suspended = False
         for (_, m), (a_hat, g_hat) in zip(self.layers, curvature.factors):  # type: ignore[attr-defined]
