@@ -169,8 +169,12 @@ def test_frozen_layer_is_neither_preconditioned_nor_moved():
     model[0].bias.requires_grad_(False)
     b = model[0].bias.detach().clone()
     model[0].bias.grad = torch.ones_like(b)
+    w, gw = model[0].weight.detach().clone(), model[0].weight.grad.clone()
     opt.step()
     assert torch.equal(b, model[0].bias)
+    # ... and its layer is no longer preconditioned: the frozen bias's gradient cannot leak into the
+    # weight's update through the Kronecker factors; the weight takes a plain gradient step
+    torch.testing.assert_close(model[0].weight.detach(), w - 0.1 * gw)
 
 
 # ---------------------------------------------------------------- one core: factors from the engine

@@ -681,6 +681,8 @@ class KFAC(torch.optim.Optimizer):
         originals: dict[Tensor, Tensor] = {}
         updates: list[tuple[_Layer, Tensor, Tensor]] = []
         for _, m in self.layers:
+            if not m.weight.requires_grad or (m.bias is not None and not m.bias.requires_grad):
+                continue  # frozen since construction: its trainable part gets the plain gradient
             v = self._layer_grad(m)
             if v is None or "QA" not in self.state[m.weight]:
                 continue
