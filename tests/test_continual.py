@@ -382,8 +382,10 @@ def test_train_sequence_argument_checks(tasks3):
         train_sequence(net, tasks3, batch_size=0)
     with pytest.raises(ValueError, match="lr"):
         train_sequence(net, tasks3, lr=-1.0)
-    with pytest.raises(TypeError, match="tasks"):
+    with pytest.raises(ValueError, match="tasks"):  # a list, but an empty one: a wrong value
         train_sequence(net, [])
+    with pytest.raises(TypeError, match="tasks"):
+        train_sequence(net, [tasks3[0], "P2"])
     with pytest.raises(TypeError, match="strategy"):
         train_sequence(net, tasks3, strategy="ewc")
 
@@ -410,7 +412,7 @@ def test_make_mlp_seeded_and_validated():
     state = torch.random.get_rng_state()
     make_mlp(5, (7,), 2, seed=0)
     assert torch.equal(state, torch.random.get_rng_state())  # global RNG untouched
-    with pytest.raises(ValueError, match="positive integers"):
+    with pytest.raises(ValueError, match=r"hidden\[0\] must be an integer >= 1"):
         make_mlp(5, (0,), 2)
 
 

@@ -1,13 +1,41 @@
 r"""Continual learning with Fisher-weighted penalties (chapter 6).
 
-- :mod:`~fisherbook.continual.ewc`: EWC (separate and online), L2 and fine-tuning baselines, the diagonal
-  Fisher of a task, the accuracy matrix and its summaries.
+- :mod:`~fisherbook.continual.penalties`: the EWC and L2 penalties, the online-EWC Fisher update;
+- :mod:`~fisherbook.continual.fisher`: the diagonal Fisher of a task, the Fisher overlap of two tasks;
+- :mod:`~fisherbook.continual.strategies`: fine-tuning, L2 and EWC (separate and online) strategies;
+- :mod:`~fisherbook.continual.metrics`: average accuracy, backward transfer and forgetting of an
+  accuracy matrix;
+- :mod:`~fisherbook.continual.training`: the training loop that runs a strategy over a task sequence,
+  the MLPs and the evaluation it uses.
+
+:mod:`~fisherbook.continual.ewc` re-exports every name (the import path of chapter 6). Bad
+arguments raise the :mod:`fisherbook.errors` classes; a model in training mode with dropout or
+batch normalisation where a Fisher is computed gives a :class:`~fisherbook.errors.ModelModeWarning`.
 """
 
 from __future__ import annotations
 
-from .ewc import (
-    ewc_penalty, l2_penalty, online_fisher_update, diagonal_fisher, fisher_overlap, make_mlp, evaluate, Strategy, FineTuning, L2, EWC, ContinualResult, average_accuracy, backward_transfer, forgetting, train_sequence,
-)
+from .fisher import diagonal_fisher, fisher_overlap
+from .metrics import average_accuracy, backward_transfer, forgetting
+from .penalties import ewc_penalty, l2_penalty, online_fisher_update
+from .strategies import EWC, L2, FineTuning, Strategy
+from .training import ContinualResult, evaluate, make_mlp, train_sequence
 
-__all__ = ['ewc_penalty', 'l2_penalty', 'online_fisher_update', 'diagonal_fisher', 'fisher_overlap', 'make_mlp', 'evaluate', 'Strategy', 'FineTuning', 'L2', 'EWC', 'ContinualResult', 'average_accuracy', 'backward_transfer', 'forgetting', 'train_sequence']
+__all__ = [
+    "ewc_penalty",
+    "l2_penalty",
+    "online_fisher_update",
+    "diagonal_fisher",
+    "fisher_overlap",
+    "make_mlp",
+    "evaluate",
+    "Strategy",
+    "FineTuning",
+    "L2",
+    "EWC",
+    "ContinualResult",
+    "average_accuracy",
+    "backward_transfer",
+    "forgetting",
+    "train_sequence",
+]
