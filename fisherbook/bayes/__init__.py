@@ -3,17 +3,26 @@ r"""Bayesian and post-hoc uses of the curvature of trained models (chapter 8).
 - :mod:`~fisherbook.bayes.selection`: BIC, the Laplace evidence and exact Gaussian linear-model evidences;
 - :mod:`~fisherbook.bayes.influence`: influence functions with Hessian, GGN or empirical-Fisher curvature,
   against leave-one-out retraining;
-- :mod:`~fisherbook.bayes.laplace`: the last-layer Laplace approximation and its predictive.
+- :mod:`~fisherbook.bayes.laplace`: the last-layer Laplace approximation and its predictive;
+- :mod:`~fisherbook.bayes.calibration`: reliability curves and the expected calibration error.
 
-Every name is re-exported at the top level (``fb.influence_scores``).
+Every name is re-exported at the top level (``fb.influence_scores``). Losses, Fishers and
+Gauss–Newton matrices come from :mod:`fisherbook.curvature`. Bad arguments raise the
+:mod:`fisherbook.errors` classes; a model in training mode with dropout or batch normalisation
+gets a :class:`~fisherbook.errors.ModelModeWarning`.
 """
 
 from __future__ import annotations
 
+from .calibration import calibration_curve, expected_calibration_error
 from .influence import fit_newton, influence_scores, leave_one_out, objective_curvature, per_example_loss
-from .laplace import LastLayerLaplace, calibration_curve, expected_calibration_error
+from .laplace import LastLayerLaplace
 from .selection import (
-    bic, gaussian_linear_log_evidence, laplace_log_evidence, nig_linear_log_evidence, polynomial_design,
+    bic,
+    gaussian_linear_log_evidence,
+    laplace_log_evidence,
+    nig_linear_log_evidence,
+    polynomial_design,
 )
 
 __all__ = [
