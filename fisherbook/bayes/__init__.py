@@ -7,9 +7,13 @@ r"""Bayesian and post-hoc uses of the curvature of trained models (chapter 8).
 - :mod:`~fisherbook.bayes.calibration`: reliability curves and the expected calibration error.
 
 Every name is re-exported at the top level (``fb.influence_scores``). Losses, Fishers and
-Gauss–Newton matrices come from :mod:`fisherbook.curvature`. Bad arguments raise the
-:mod:`fisherbook.errors` classes; a model in training mode with dropout or batch normalisation
-gets a :class:`~fisherbook.errors.ModelModeWarning`.
+Gauss–Newton matrices come from :mod:`fisherbook.curvature`.
+
+Bad arguments raise the :mod:`fisherbook.errors` classes. The model-mode rule: dropout in training
+mode gives a :class:`~fisherbook.errors.ModelModeWarning` (results would change from call to call);
+batch normalisation in training mode is refused with :class:`~fisherbook.errors.UnsupportedError`
+where per-example derivatives are needed (influence functions), since it couples the examples
+through the batch's statistics, and gives the warning otherwise (:class:`~fisherbook.bayes.LastLayerLaplace`).
 """
 
 from __future__ import annotations

@@ -13,7 +13,14 @@ import torch
 from torch import Tensor, nn
 
 from .._validate import check_finite
-from ..errors import ArgumentTypeError, InvalidArgumentError, ModelModeWarning, NonFiniteError, ShapeError
+from ..errors import (
+    ArgumentTypeError,
+    InvalidArgumentError,
+    ModelModeWarning,
+    NonFiniteError,
+    ShapeError,
+    UnsupportedError,
+)
 
 
 def check_model(model: Any, name: str = "model") -> nn.Module:
@@ -85,25 +92,41 @@ def check_outputs(out: Tensor, n: int) -> Tensor:
     return out.reshape(n, -1)
 
 
-def stochastic_layers(model: nn.Module) -> list[str]:
-    """Names of the submodules that make a forward pass random or batch-dependent in training mode."""
-    found = []
+def stochastic_layers(model: nn.Module) -> tuple[list[str], list[str]]:
+    """Submodules in training mode that make a forward pass random (dropout) or batch-dependent
+    (batch normalisation, which then uses the statistics of the batch)."""
+    dropout, batchnorm = [], []
     for mname, m in model.named_modules():
         if not m.training:
             continue
         if isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0:
-            found.append(f"{mname or 'model'} ({type(m).__name__})")
+            dropout.append(f"{mname or 'model'} ({type(m).__name__})")
         elif isinstance(m, nn.modules.batchnorm._BatchNorm):
-            found.append(f"{mname or 'model'} ({type(m).__name__})")
-    return found
+            batchnorm.append(f"{mname or 'model'} ({type(m).__name__})")
+    return dropout, batchnorm
 
 
-def warn_training_mode(model: nn.Module, what: str, stacklevel: int = 3) -> None:
-    """Issue :class:`~fisherbook.errors.ModelModeWarning` when ``model`` is in training mode with
-    dropout or batch normalisation: ``what`` would then change from call to call."""
-    layers = stochastic_layers(model)
+def _listed(names: list[str]) -> str:
+    return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+
+
+def check_model_mode(model: nn.Module, what: str, *, per_example: bool, stacklevel: int = 3) -> None:
+    """The model-mode rule of :mod:`fisherbook.continual` and :mod:`fisherbook.bayes`.
+
+    - Batch normalisation in training mode where per-example derivatives are needed (``per_example``)
+      raises :class:`~fisherbook.errors.UnsupportedError`: it normalises with the statistics of the
+      batch, so the examples are not independent and a per-example gradient does not exist.
+    - Otherwise dropout or batch normalisation in training mode gives a
+      :class:`~fisherbook.errors.ModelModeWarning`: ``what`` would change from call to call (or with
+      the batch).
+    """
+    dropout, batchnorm = stochastic_layers(model)
+    if per_example and batchnorm:
+        raise UnsupportedError(
+            f"model is in training mode with batch normalisation ({_listed(batchnorm)}), which uses the statistics "
+            f"of the batch, so {what} has no per-example form; call model.eval() first")
+    layers = dropout + batchnorm
     if layers:
         warnings.warn(
-            f"model is in training mode with stochastic layers ({', '.join(layers[:3])}"
-            f"{', ...' if len(layers) > 3 else ''}), so {what} changes from call to call; call model.eval() first",
-            ModelModeWarning, stacklevel=stacklevel)
+            f"model is in training mode with stochastic layers ({_listed(layers)}), so {what} changes from call "
+            "to call; call model.eval() first", ModelModeWarning, stacklevel=stacklevel)

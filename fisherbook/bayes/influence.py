@@ -31,8 +31,9 @@ generalised Gauss–Newton matrix and the per-example gradients come from
 :func:`fisherbook.curvature.fisher` and :func:`fisherbook.curvature.per_example_grads` (a loss
 given as a callable enters them through a private likelihood adapter), and the parameters are
 flattened by :class:`~fisherbook.curvature.per_example.ParamLayout`. Bad arguments raise the
-:mod:`fisherbook.errors` classes; a model in training mode with dropout or batch normalisation
-gets a :class:`~fisherbook.errors.ModelModeWarning`.
+:mod:`fisherbook.errors` classes; a model in training mode with dropout gets a
+:class:`~fisherbook.errors.ModelModeWarning`, one with batch normalisation in training mode is
+refused (:class:`~fisherbook.errors.UnsupportedError`): call ``model.eval()`` first.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ from ..errors import (
     NotPositiveDefiniteError,
     ShapeError,
 )
-from ._checks import check_model, check_outputs, check_pair, check_targets, warn_training_mode
+from ._checks import check_model, check_model_mode, check_outputs, check_pair, check_targets
 
 __all__ = [
     "per_example_loss",
@@ -373,8 +374,8 @@ def objective_curvature(
     prob = _Problem(model, loss)
     kind = _check_kind(kind)
     l2 = check_real(l2, "l2", low=0.0)
+    check_model_mode(model, "the curvature", per_example=True)
     x, y = prob.data((inputs, targets), "inputs/targets")
-    warn_training_mode(model, "the curvature")
     return prob.curvature(prob.theta0, x, y, kind, l2)
 
 
@@ -477,8 +478,8 @@ def fit_newton(
     prob = _Problem(model, loss)
     l2 = check_real(l2, "l2", low=0.0)
     tol, max_steps = _check_tol(tol, max_steps)
+    check_model_mode(model, "the objective", per_example=True)
     x, y = prob.data((inputs, targets), "inputs/targets")
-    warn_training_mode(model, "the objective")
     obj = _objective(prob, x, y, l2)
     theta, steps = _newton(
         _objective_grad(prob, x, y, l2),
@@ -565,9 +566,9 @@ def influence_scores(
         raise ArgumentTypeError(f"curvature must be one of {_CURVATURES} or a tensor, got {type(curvature).__name__}")
     if isinstance(curvature, str):
         curvature = check_option(curvature, "curvature", _CURVATURES)
+    check_model_mode(model, "the influence scores", per_example=True)
     xtr, ytr = prob.data(train, "train")
     xte, yte = prob.data(test, "test")
-    warn_training_mode(model, "the influence scores")
     theta = prob.theta0
     P = theta.numel()
     if isinstance(curvature, Tensor):
@@ -594,10 +595,10 @@ def _check_indices(indices: Any, n: int) -> list[int]:
         idx = torch.as_tensor(indices).reshape(-1)
     except (TypeError, ValueError, RuntimeError):
         raise ArgumentTypeError(f"indices must be integers in [0, {n}), got {type(indices).__name__}") from None
-    if idx.is_floating_point() or idx.is_complex() or idx.dtype == torch.bool:
-        raise ArgumentTypeError(f"indices must be integers in [0, {n}), got dtype {idx.dtype}")
     if idx.numel() == 0:
         raise ShapeError("indices must not be empty")
+    if idx.is_floating_point() or idx.is_complex() or idx.dtype == torch.bool:
+        raise ArgumentTypeError(f"indices must be integers in [0, {n}), got dtype {idx.dtype}")
     if int(idx.min()) < 0 or int(idx.max()) >= n:
         raise InvalidArgumentError(f"indices must lie in [0, {n}), got values in [{int(idx.min())}, {int(idx.max())}]")
     return [int(i) for i in idx.tolist()]
@@ -664,10 +665,10 @@ def leave_one_out(
     prob = _Problem(model, loss)
     l2 = check_real(l2, "l2", low=0.0)
     tol, max_steps = _check_tol(tol, max_steps)
+    check_model_mode(model, "the retrained losses", per_example=True)
     xtr, ytr = prob.data(train, "train")
     xte, yte = prob.data(test, "test")
     idx = _check_indices(indices, xtr.shape[0])
-    warn_training_mode(model, "the retrained losses")
 
     def hess_full(t: Tensor) -> Tensor:
         return prob.curvature(t, xtr, ytr, "hessian", l2)

@@ -49,7 +49,7 @@ from ..curvature import fisher as _fisher
 from ..curvature.likelihoods import get_likelihood
 from ..curvature.representations import CurvatureMatrix
 from ..errors import ArgumentTypeError, FisherbookError, InvalidArgumentError, ShapeError, UnsupportedError
-from ._checks import check_inputs, check_outputs, check_targets, warn_training_mode
+from ._checks import check_inputs, check_model_mode, check_outputs, check_targets
 from .calibration import calibration_curve, expected_calibration_error
 
 __all__ = ["LastLayerLaplace", "calibration_curve", "expected_calibration_error"]
@@ -157,7 +157,7 @@ class LastLayerLaplace:
     def features(self, inputs: Tensor) -> tuple[Tensor, Tensor]:
         """Inputs to the last layer and the model's outputs, without gradient tracking."""
         check_inputs(inputs)
-        warn_training_mode(self.model, "the features", stacklevel=4)
+        check_model_mode(self.model, "the features", per_example=False, stacklevel=4)
         p0 = next(self.last.parameters())
         if inputs.is_floating_point():
             inputs = inputs.to(dtype=p0.dtype, device=p0.device)
@@ -200,6 +200,22 @@ class LastLayerLaplace:
         -------
         LastLayerLaplace
             ``self``.
+
+        Raises
+        ------
+        ShapeError
+            If ``inputs`` is empty or ``targets`` does not hold one entry per input.
+        NonFiniteError
+            If ``inputs``, ``targets`` or the model's outputs hold NaN or infinite values.
+        InvalidArgumentError
+            If ``targets`` are not class indices in range (``"categorical"``) or 0/1 labels
+            (``"bernoulli"``).
+
+        Warns
+        -----
+        ModelModeWarning
+            If the model is in training mode with dropout or batch normalisation (the features,
+            and so the Fisher, would change from call to call).
         """
         phi, out = self.features(inputs)
         if not isinstance(targets, Tensor):

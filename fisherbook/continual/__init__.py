@@ -8,9 +8,12 @@ r"""Continual learning with Fisher-weighted penalties (chapter 6).
 - :mod:`~fisherbook.continual.training`: the training loop that runs a strategy over a task sequence,
   the MLPs and the evaluation it uses.
 
-:mod:`~fisherbook.continual.ewc` re-exports every name (the import path of chapter 6). Bad
-arguments raise the :mod:`fisherbook.errors` classes; a model in training mode with dropout or
-batch normalisation where a Fisher is computed gives a :class:`~fisherbook.errors.ModelModeWarning`.
+:mod:`~fisherbook.continual.ewc` re-exports every name (the import path of chapter 6).
+Bad arguments raise the :mod:`fisherbook.errors` classes. The model-mode rule, wherever a
+Fisher is computed: dropout in training mode gives a :class:`~fisherbook.errors.ModelModeWarning`
+(the Fisher would change from call to call); batch normalisation in training mode is refused with
+:class:`~fisherbook.errors.UnsupportedError` (it uses the batch's statistics, so there is no
+per-example gradient). Call ``model.eval()`` first.
 """
 
 from __future__ import annotations

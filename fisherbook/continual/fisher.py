@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from .. import curvature
 from .._validate import check_int, check_option, check_tensor
 from ..errors import ArgumentTypeError, InvalidArgumentError, ShapeError
-from ._checks import FISHER_KINDS, as_tensor_list, check_fisher_values, check_model, warn_training_mode
+from ._checks import FISHER_KINDS, as_tensor_list, check_fisher_values, check_model, check_model_mode
 
 __all__ = ["diagonal_fisher", "fisher_overlap"]
 
@@ -63,11 +63,16 @@ def diagonal_fisher(
     list of Tensor
         Shaped like ``list(model.parameters())``, non-negative.
 
+    Raises
+    ------
+    UnsupportedError
+        If ``model`` has batch normalisation in training mode (it normalises with the batch's
+        statistics, so there is no per-example gradient).
+
     Warns
     -----
     ModelModeWarning
-        If ``model`` is in training mode with dropout or batch normalisation (the Fisher would
-        change from call to call).
+        If ``model`` is in training mode with dropout (the Fisher would change from call to call).
 
     Examples
     --------
@@ -97,7 +102,7 @@ def diagonal_fisher(
         check_tensor(targets, "targets")
     if generator is not None and not isinstance(generator, torch.Generator):
         raise ArgumentTypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
-    warn_training_mode(model, "the Fisher")
+    check_model_mode(model, "the Fisher", per_example=True)
     F = curvature.fisher(
         model,
         inputs,

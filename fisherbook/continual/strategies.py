@@ -65,10 +65,12 @@ class Strategy:
 
     def penalty(self, model: nn.Module) -> Tensor | None:
         """Penalty added to the loss (``None``: none)."""
+        check_model(model)
         return None
 
     def after_task(self, model: nn.Module, task: Task | None) -> None:
         """Consolidate after training ``task`` (anchors, Fishers)."""
+        check_model(model)
 
 
 class FineTuning(Strategy):
@@ -175,8 +177,8 @@ class EWC(Strategy):
     Warns
     -----
     ModelModeWarning
-        From :meth:`after_task`, if the model is in training mode with dropout or batch
-        normalisation (see :func:`~fisherbook.continual.diagonal_fisher`).
+        From :meth:`after_task`, if the model is in training mode with dropout (see
+        :func:`~fisherbook.continual.diagonal_fisher`, which also refuses train-mode batch norm).
 
     Examples
     --------

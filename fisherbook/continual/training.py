@@ -175,6 +175,17 @@ class ContinualResult:
     strategy: str
     losses: list[float] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.R, Tensor):
+            raise ArgumentTypeError(f"R must be a torch.Tensor, got {type(self.R).__name__}")
+        T = self.R.shape[0] if self.R.ndim else 0
+        if self.R.ndim != 2 or self.R.shape[1] != T or T < 1:
+            raise ShapeError(f"R must be a square (T, T) accuracy matrix with T >= 1, got shape {tuple(self.R.shape)}")
+        if len(self.names) != T:
+            raise ShapeError(f"names must hold one name per task ({T}), got {len(self.names)}")
+        if not isinstance(self.strategy, str):
+            raise ArgumentTypeError(f"strategy must be a str (the strategy's name), got {type(self.strategy).__name__}")
+
     @property
     def average_accuracy(self) -> float:
         """See :func:`~fisherbook.continual.average_accuracy`."""
