@@ -558,3 +558,14 @@ NUMPY_CASES = [
 @pytest.mark.parametrize("case, call, python, numpy", NUMPY_CASES, ids=[c[0] for c in NUMPY_CASES])
 def test_numpy_scalars_are_accepted_where_python_numbers_are(case, call, python, numpy):
     assert _same(call(python), call(numpy))
+
+
+def test_core_target_errors_reach_the_caller_in_the_vocabulary():
+    # diagonal_fisher leaves target-against-output checks to the curvature core; its plain errors come back as ours
+    x, y = _cls()
+    with pytest.raises(InvalidArgumentError, match="class indices"):
+        diagonal_fisher(_lin(), x, kind="empirical", targets=y + 5)
+    with pytest.raises(ArgumentTypeError, match="integer class indices"):
+        diagonal_fisher(_lin(), x, kind="empirical", targets=y.double())
+    with pytest.raises(InvalidArgumentError, match="likelihood"):
+        diagonal_fisher(_lin(), x, kind="true", likelihood="poisson")

@@ -15,7 +15,8 @@ from torch import Tensor, nn
 
 from .. import curvature
 from .._validate import check_int, check_option, check_tensor
-from ..errors import ArgumentTypeError, InvalidArgumentError, ShapeError
+from ..curvature.likelihoods import LIKELIHOODS, Likelihood
+from ..errors import ArgumentTypeError, FisherbookError, InvalidArgumentError, ShapeError
 from ._checks import FISHER_KINDS, as_tensor_list, check_fisher_values, check_model, check_model_mode
 
 __all__ = ["diagonal_fisher", "fisher_overlap"]
@@ -102,17 +103,26 @@ def diagonal_fisher(
         check_tensor(targets, "targets")
     if generator is not None and not isinstance(generator, torch.Generator):
         raise ArgumentTypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    if isinstance(likelihood, str):
+        likelihood = check_option(likelihood, "likelihood", LIKELIHOODS)
+    elif not isinstance(likelihood, Likelihood):
+        raise ArgumentTypeError(f"likelihood must be one of {LIKELIHOODS}, got {type(likelihood).__name__}")
     check_model_mode(model, "the Fisher", per_example=True)
-    F = curvature.fisher(
-        model,
-        inputs,
-        likelihood=likelihood,
-        kind=kind,
-        targets=targets,
-        representation="diagonal",
-        n_samples=n_samples,
-        generator=generator,
-    )
+    try:
+        F = curvature.fisher(
+            model,
+            inputs,
+            likelihood=likelihood,
+            kind=kind,
+            targets=targets,
+            representation="diagonal",
+            n_samples=n_samples,
+            generator=generator,
+        )
+    except (TypeError, ValueError) as err:  # the core's own checks (targets against outputs), in our vocabulary
+        if isinstance(err, FisherbookError):
+            raise
+        raise (ArgumentTypeError if isinstance(err, TypeError) else InvalidArgumentError)(str(err)) from err
     return [f.detach() for f in F.unflatten(F.diag())]
 
 
