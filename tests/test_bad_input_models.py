@@ -63,6 +63,7 @@ from fisherbook.errors import (
     NonFiniteError,
     NotPositiveDefiniteError,
     ShapeError,
+    SizeLimitError,
     UnsupportedError,
 )
 
@@ -417,6 +418,12 @@ CASES = [
      NonFiniteError, ["concentration"]),
     ("nig_linear_log_evidence", "prior precision negative", lambda: nig_linear_log_evidence(
         X1, Y1, prior_precision=-1.0, concentration=1.0, rate=1.0), InvalidArgumentError, ["prior_precision"]),
+    ("polynomial_design", "huge degree", lambda: polynomial_design(torch.zeros(3), 10**9), SizeLimitError,
+     ["3 x 1000000001", "smaller degree"]),
+    ("calibration_curve", "huge n_bins", lambda: calibration_curve(torch.tensor([[0.3, 0.7]]), torch.tensor([1]), n_bins=10**10),
+     SizeLimitError, ["n_bins", "at most"]),
+    ("LastLayerLaplace", "huge n_samples", lambda: _fitted_laplace().predict(_cls()[0], method="mc", n_samples=10**8),
+     SizeLimitError, ["n_samples", "smaller batches"]),
     ("polynomial_design", "negative degree", lambda: polynomial_design(torch.zeros(3), -1), InvalidArgumentError, ["degree"]),
     ("polynomial_design", "float degree", lambda: polynomial_design(torch.zeros(3), 1.5), ArgumentTypeError, ["degree"]),
     ("polynomial_design", "empty x", lambda: polynomial_design(torch.zeros(0), 2), ShapeError, ["x", "non-empty"]),

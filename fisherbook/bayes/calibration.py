@@ -16,9 +16,11 @@ import torch
 from torch import Tensor
 
 from .._validate import check_finite, check_int
-from ..errors import ArgumentTypeError, InvalidArgumentError, ShapeError
+from ..errors import ArgumentTypeError, InvalidArgumentError, ShapeError, SizeLimitError
 
 __all__ = ["calibration_curve", "expected_calibration_error"]
+
+_MAX_BINS = 10**6
 
 
 def _check_probs_targets(probs: Any, targets: Any, n_bins: Any) -> tuple[Tensor, Tensor, Tensor, int]:
@@ -26,6 +28,8 @@ def _check_probs_targets(probs: Any, targets: Any, n_bins: Any) -> tuple[Tensor,
         raise ArgumentTypeError(f"probs and targets must be torch tensors, got {type(probs).__name__} and "
                                 f"{type(targets).__name__}")
     n_bins = check_int(n_bins, "n_bins", minimum=1)
+    if n_bins > _MAX_BINS:
+        raise SizeLimitError(f"n_bins must be at most {_MAX_BINS:.0e} (equal-width confidence bins), got {n_bins}")
     if not probs.is_floating_point():
         raise ArgumentTypeError(f"probs must be a floating-point tensor of probabilities, got dtype {probs.dtype}")
     if probs.dim() == 1:
@@ -67,7 +71,7 @@ def calibration_curve(probs: Tensor, targets: Tensor, n_bins: int = 15) -> tuple
     targets : Tensor
         ``(n,)`` class indices (0/1 for binary).
     n_bins : int
-        Number of bins, >= 1.
+        Number of bins, in ``[1, 10**6]``.
 
     Returns
     -------
@@ -110,7 +114,7 @@ def expected_calibration_error(probs: Tensor, targets: Tensor, n_bins: int = 15)
     targets : Tensor
         ``(n,)`` class indices (0/1 for binary).
     n_bins : int
-        Number of bins :math:`B \ge 1`.
+        Number of bins :math:`B`, in ``[1, 10**6]``.
 
     Returns
     -------

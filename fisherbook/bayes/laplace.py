@@ -48,7 +48,14 @@ from .._validate import check_int, check_option, check_real, check_tensor
 from ..curvature import fisher as _fisher
 from ..curvature.likelihoods import get_likelihood
 from ..curvature.representations import CurvatureMatrix
-from ..errors import ArgumentTypeError, FisherbookError, InvalidArgumentError, ShapeError, UnsupportedError
+from ..errors import (
+    ArgumentTypeError,
+    FisherbookError,
+    InvalidArgumentError,
+    ShapeError,
+    SizeLimitError,
+    UnsupportedError,
+)
 from ._checks import check_inputs, check_model_mode, check_outputs, check_targets
 from .calibration import calibration_curve, expected_calibration_error
 
@@ -57,6 +64,7 @@ __all__ = ["LastLayerLaplace", "calibration_curve", "expected_calibration_error"
 _LIKELIHOODS = ("categorical", "bernoulli")
 _METHODS = ("probit", "mc", "map")
 _REPRESENTATIONS = ("kfac", "diagonal", "dense", "block_diagonal")
+_MAX_MC_ENTRIES = 2**27  # predict(method="mc"): n_samples x n x C draws, 1 GiB of float64
 
 
 class NotFittedError(FisherbookError, RuntimeError):
@@ -345,7 +353,8 @@ class LastLayerLaplace:
         method : str
             Approximation of the predictive integral: ``"probit"``, ``"mc"`` or ``"map"``.
         n_samples : int
-            Draws for ``"mc"``.
+            Draws for ``"mc"``; ``n_samples`` times the number of logits is limited to
+            :math:`2^{27}` (:class:`~fisherbook.errors.SizeLimitError`: predict in batches).
         generator : torch.Generator, optional
             Random generator for ``"mc"``.
 
@@ -369,6 +378,10 @@ class LastLayerLaplace:
                 var = torch.diagonal(cov, dim1=1, dim2=2)
                 probs = link(mean / torch.sqrt(1 + math.pi / 8 * var))
             else:
+                if n_samples * mean.numel() > _MAX_MC_ENTRIES:
+                    raise SizeLimitError(
+                        f"method='mc' would draw {n_samples} x {mean.shape[0]} x {mean.shape[1]} logits, more than the "
+                        f"limit of {_MAX_MC_ENTRIES}; use fewer n_samples or predict on smaller batches of inputs")
                 evals, evecs = torch.linalg.eigh(cov)
                 root = evecs * evals.clamp_min(0).sqrt().unsqueeze(1)  # (n, C, C): cov = root root^T
                 z = torch.randn((n_samples,) + mean.shape, dtype=mean.dtype, device=mean.device, generator=generator)

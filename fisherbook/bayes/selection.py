@@ -33,7 +33,14 @@ import torch
 from torch import Tensor
 
 from .._validate import check_finite, check_int, check_real, check_square
-from ..errors import ArgumentTypeError, InvalidArgumentError, NonFiniteError, NotPositiveDefiniteError, ShapeError
+from ..errors import (
+    ArgumentTypeError,
+    InvalidArgumentError,
+    NonFiniteError,
+    NotPositiveDefiniteError,
+    ShapeError,
+    SizeLimitError,
+)
 
 __all__ = [
     "bic",
@@ -44,6 +51,7 @@ __all__ = [
 ]
 
 _DTYPE = torch.float64
+_MAX_DESIGN_ENTRIES = 10**8  # polynomial_design: 800 MB of float64
 
 
 def _as_scalar(value: Any, name: str) -> Tensor:
@@ -384,7 +392,8 @@ def polynomial_design(x: Tensor, degree: int) -> Tensor:
     x : Tensor
         Inputs, shape ``(n,)``.
     degree : int
-        Polynomial degree :math:`d \ge 0`; the matrix has :math:`d + 1` columns.
+        Polynomial degree :math:`d \ge 0`; the matrix has :math:`d + 1` columns (at most
+        :math:`10^8` entries in all, else :class:`~fisherbook.errors.SizeLimitError`).
 
     Returns
     -------
@@ -404,6 +413,9 @@ def polynomial_design(x: Tensor, degree: int) -> Tensor:
     if x.is_complex() or x.dtype == torch.bool:
         raise ArgumentTypeError(f"x must be a real tensor, got dtype {x.dtype}")
     degree = check_int(degree, "degree", minimum=0)
+    if x.numel() * (degree + 1) > _MAX_DESIGN_ENTRIES:
+        raise SizeLimitError(f"polynomial_design would allocate {x.numel()} x {degree + 1} entries, more than the "
+                             f"limit of {_MAX_DESIGN_ENTRIES:.0e}; use a smaller degree or fewer points")
     x = x.to(_DTYPE)
     check_finite(x, "x")
     return x.unsqueeze(1) ** torch.arange(degree + 1, dtype=_DTYPE)
