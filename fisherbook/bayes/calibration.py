@@ -5,7 +5,7 @@ class probability), a fraction :math:`c` is right. :func:`calibration_curve` giv
 reliability diagram (mean confidence and accuracy per equal-width confidence bin) and
 :func:`expected_calibration_error` their count-weighted mean gap (Naeini et al. 2015; Guo et al.
 2017). Chapter 8 uses them to compare the MAP network with its last-layer Laplace predictive
-(:class:`~fisherbook.bayes.LastLayerLaplace`).
+(:class:`.LastLayerLaplace`).
 """
 
 from __future__ import annotations

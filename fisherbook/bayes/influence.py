@@ -26,11 +26,11 @@ iterations from :math:`\hat\theta` run to convergence, which is cheap for small 
 All computations follow the dtype and device of the model; use float64 for the leave-one-out
 comparison, since the differences of interest are small.
 
-The named losses are the negative log-likelihoods of :mod:`fisherbook.curvature.likelihoods`, the
+The named losses are the negative log-likelihoods of ``fisherbook.curvature.likelihoods``, the
 generalised Gauss–Newton matrix and the per-example gradients come from
 :func:`fisherbook.curvature.fisher` and :func:`fisherbook.curvature.per_example_grads` (a loss
 given as a callable enters them through a private likelihood adapter), and the parameters are
-flattened by :class:`~fisherbook.curvature.per_example.ParamLayout`. Bad arguments raise the
+flattened by ``fisherbook.curvature.per_example.ParamLayout``. Bad arguments raise the
 :mod:`fisherbook.errors` classes; a model in training mode with dropout gets a
 :class:`~fisherbook.errors.ModelModeWarning`, one with batch normalisation in training mode is
 refused (:class:`~fisherbook.errors.UnsupportedError`): call ``model.eval()`` first.
@@ -73,7 +73,7 @@ _CURVATURES = ("hessian", "ggn", "empirical")
 
 
 class _NamedLoss:
-    """Per-example negative log-likelihood of a :mod:`fisherbook.curvature.likelihoods` likelihood.
+    """Per-example negative log-likelihood of a ``fisherbook.curvature.likelihoods`` likelihood.
 
     Shape checks only (they are static, so the loss can run under ``torch.func.vmap``); target
     values are checked once by the public functions, before any transform.
@@ -117,7 +117,7 @@ def per_example_loss(name: str) -> LossFn:
     :math:`\{0, 1\}` shaped like the outputs; ``"gaussian"``: :math:`\tfrac12 \lVert f - y\rVert^2`
     (unit noise, constant dropped). Each returns one loss per example, shape ``(n,)``; each is
     :math:`-\log p(y \mid f)` of the likelihood of the same name in
-    :mod:`fisherbook.curvature.likelihoods` (less the Gaussian's constant).
+    ``fisherbook.curvature.likelihoods`` (less the Gaussian's constant).
 
     Parameters
     ----------

@@ -25,10 +25,10 @@ the Laplace evidence
    + \tfrac P2 \log\tau - \tfrac12 \log\det(N F + \tau I).
 
 The log-likelihood at the MAP and the Fisher come from the curvature core
-(:mod:`fisherbook.curvature.likelihoods`, :func:`fisherbook.curvature.fisher`).
-:func:`~fisherbook.bayes.calibration.expected_calibration_error` and
-:func:`~fisherbook.bayes.calibration.calibration_curve`, which measure how well the predictive's
-confidences match accuracies, live in :mod:`fisherbook.bayes.calibration` (and are re-exported here).
+(``fisherbook.curvature.likelihoods``, :func:`fisherbook.curvature.fisher`). The calibration
+metrics that measure how well the predictive's confidences match accuracies,
+``expected_calibration_error`` and ``calibration_curve``, live in ``fisherbook.bayes.calibration``
+(and can still be imported from here).
 
 Bad arguments raise the :mod:`fisherbook.errors` classes; a model in training mode with dropout or
 batch normalisation gets a :class:`~fisherbook.errors.ModelModeWarning` (its features, and so the
@@ -57,9 +57,12 @@ from ..errors import (
     UnsupportedError,
 )
 from ._checks import check_inputs, check_model_mode, check_outputs, check_targets
-from .calibration import calibration_curve, expected_calibration_error
 
-__all__ = ["LastLayerLaplace", "calibration_curve", "expected_calibration_error"]
+# re-exported for ``from fisherbook.bayes.laplace import calibration_curve`` (their home is calibration.py)
+from .calibration import calibration_curve as calibration_curve
+from .calibration import expected_calibration_error as expected_calibration_error
+
+__all__ = ["LastLayerLaplace"]
 
 _LIKELIHOODS = ("categorical", "bernoulli")
 _METHODS = ("probit", "mc", "map")

@@ -1,14 +1,14 @@
 r"""Continual learning with Fisher-weighted penalties (chapter 6).
 
-- :mod:`~fisherbook.continual.penalties`: the EWC and L2 penalties, the online-EWC Fisher update;
-- :mod:`~fisherbook.continual.fisher`: the diagonal Fisher of a task, the Fisher overlap of two tasks;
-- :mod:`~fisherbook.continual.strategies`: fine-tuning, L2 and EWC (separate and online) strategies;
-- :mod:`~fisherbook.continual.metrics`: average accuracy, backward transfer and forgetting of an
+- ``fisherbook.continual.penalties``: the EWC and L2 penalties, the online-EWC Fisher update;
+- ``fisherbook.continual.fisher``: the diagonal Fisher of a task, the Fisher overlap of two tasks;
+- ``fisherbook.continual.strategies``: fine-tuning, L2 and EWC (separate and online) strategies;
+- ``fisherbook.continual.metrics``: average accuracy, backward transfer and forgetting of an
   accuracy matrix;
-- :mod:`~fisherbook.continual.training`: the training loop that runs a strategy over a task sequence,
+- ``fisherbook.continual.training``: the training loop that runs a strategy over a task sequence,
   the MLPs and the evaluation it uses.
 
-:mod:`~fisherbook.continual.ewc` re-exports every name (the import path of chapter 6).
+``fisherbook.continual.ewc`` re-exports every name (the import path of chapter 6).
 Bad arguments raise the :mod:`fisherbook.errors` classes. The model-mode rule, wherever a
 Fisher is computed: dropout in training mode gives a :class:`~fisherbook.errors.ModelModeWarning`
 (the Fisher would change from call to call); batch normalisation in training mode is refused with

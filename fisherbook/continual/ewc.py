@@ -1,16 +1,16 @@
-r"""Elastic weight consolidation and its baselines: every name of :mod:`fisherbook.continual`.
+r"""Elastic weight consolidation and its baselines: every name of ``fisherbook.continual``.
 
 This module keeps the import path ``from fisherbook.continual.ewc import ...`` that chapter 6 and
 user code use. The code lives in modules of one idea each:
 
-- :mod:`~fisherbook.continual.penalties`: :func:`ewc_penalty`, :func:`l2_penalty`,
+- ``fisherbook.continual.penalties``: :func:`ewc_penalty`, :func:`l2_penalty`,
   :func:`online_fisher_update`;
-- :mod:`~fisherbook.continual.fisher`: :func:`diagonal_fisher`, :func:`fisher_overlap`;
-- :mod:`~fisherbook.continual.strategies`: :class:`Strategy`, :class:`FineTuning`, :class:`L2`,
+- ``fisherbook.continual.fisher``: :func:`diagonal_fisher`, :func:`fisher_overlap`;
+- ``fisherbook.continual.strategies``: :class:`Strategy`, :class:`FineTuning`, :class:`L2`,
   :class:`EWC`;
-- :mod:`~fisherbook.continual.metrics`: :func:`average_accuracy`, :func:`backward_transfer`,
+- ``fisherbook.continual.metrics``: :func:`average_accuracy`, :func:`backward_transfer`,
   :func:`forgetting`;
-- :mod:`~fisherbook.continual.training`: :func:`make_mlp`, :func:`evaluate`,
+- ``fisherbook.continual.training``: :func:`make_mlp`, :func:`evaluate`,
   :class:`ContinualResult`, :func:`train_sequence`.
 """
 

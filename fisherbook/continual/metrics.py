@@ -1,7 +1,7 @@
 r"""Summaries of the accuracy matrix of a task sequence.
 
 :math:`R_{ij}` is the test accuracy on task :math:`j` after training on tasks :math:`0..i`
-(:func:`~fisherbook.continual.train_sequence` fills it). Three numbers summarise it: the final
+(:func:`.train_sequence` fills it). Three numbers summarise it: the final
 average accuracy, backward transfer (Lopez-Paz & Ranzato 2017) and average forgetting (Chaudhry
 et al. 2018).
 """

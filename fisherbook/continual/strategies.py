@@ -4,7 +4,7 @@ A :class:`Strategy` contributes a penalty to the loss (:meth:`Strategy.penalty`)
 what it needs when a task ends (:meth:`Strategy.after_task`): :class:`FineTuning` does nothing,
 :class:`L2` anchors the parameters, :class:`EWC` anchors them with the Fisher diagonal of each
 finished task (Kirkpatrick et al. 2017) or, online, with one running Fisher (Schwarz et al.
-2018). :func:`~fisherbook.continual.training.train_sequence` runs any of them over a task
+2018). :func:`.train_sequence` runs any of them over a task
 sequence.
 
 The penalties check, on every call, that the model still has the parameters the anchors were
@@ -51,7 +51,7 @@ def _params_matching(model: nn.Module, anchor: list[Tensor], anchor_names: list[
 class Strategy:
     r"""How a continual learner protects old tasks: a penalty and an end-of-task update.
 
-    :func:`~fisherbook.continual.train_sequence` minimises ``cross_entropy + strategy.penalty(model)``
+    :func:`.train_sequence` minimises ``cross_entropy + strategy.penalty(model)``
     on each task and calls ``strategy.after_task(model, task)`` once training on ``task`` ends.
     Subclasses override both; the base class is plain fine-tuning.
 
@@ -147,7 +147,7 @@ class EWC(Strategy):
         Strength :math:`\lambda \ge 0`.
     kind : str
         Which diagonal Fisher: ``"true"``, ``"mc"`` or ``"empirical"`` (no default; see
-        :func:`~fisherbook.continual.diagonal_fisher`).
+        :func:`.diagonal_fisher`).
     online : bool
         Online EWC (one Fisher, one anchor).
     gamma : float
@@ -178,7 +178,7 @@ class EWC(Strategy):
     -----
     ModelModeWarning
         From :meth:`after_task`, if the model is in training mode with dropout (see
-        :func:`~fisherbook.continual.diagonal_fisher`, which also refuses train-mode batch norm).
+        :func:`.diagonal_fisher`, which also refuses train-mode batch norm).
 
     Examples
     --------

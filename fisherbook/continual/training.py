@@ -1,6 +1,6 @@
 r"""Running a strategy over a task sequence and recording the accuracy matrix.
 
-:func:`train_sequence` is the protocol every :class:`~fisherbook.continual.Strategy` is written
+:func:`train_sequence` is the protocol every :class:`.Strategy` is written
 for: train on each task in turn with the strategy's penalty added, let the strategy consolidate,
 and fill row :math:`i` of the accuracy matrix :math:`R` (accuracy on task :math:`j` after training
 task :math:`i`) with :func:`evaluate`. :func:`make_mlp` builds the multilayer perceptrons the
@@ -188,17 +188,17 @@ class ContinualResult:
 
     @property
     def average_accuracy(self) -> float:
-        """See :func:`~fisherbook.continual.average_accuracy`."""
+        """See :func:`.average_accuracy`."""
         return average_accuracy(self.R)
 
     @property
     def backward_transfer(self) -> float:
-        """See :func:`~fisherbook.continual.backward_transfer`."""
+        """See :func:`.backward_transfer`."""
         return backward_transfer(self.R)
 
     @property
     def forgetting(self) -> float:
-        """See :func:`~fisherbook.continual.forgetting`."""
+        """See :func:`.forgetting`."""
         return forgetting(self.R)
 
 
@@ -230,8 +230,8 @@ def train_sequence(
     tasks : Sequence of Task
         The task sequence.
     strategy : Strategy, optional
-        :class:`~fisherbook.continual.FineTuning` (the default), :class:`~fisherbook.continual.L2`,
-        :class:`~fisherbook.continual.EWC`, or a subclass of :class:`~fisherbook.continual.Strategy`.
+        :class:`.FineTuning` (the default), :class:`.L2`,
+        :class:`.EWC`, or a subclass of :class:`.Strategy`.
     epochs : int
         Passes over each task's training set, at least 1.
     lr : float
