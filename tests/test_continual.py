@@ -440,3 +440,27 @@ def test_cuda_run_matches_cpu_run(tasks3):
         assert all(f.device.type == device for f in ewc.fishers[0])
         assert ewc.penalty(model).device.type == device
     assert (results["cpu"] - results["cuda"]).abs().max() < 0.01
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(min_value=-300, max_value=300), st.integers(min_value=-300, max_value=300), st.integers(0, 2**16))
+def test_overlap_is_scale_free_over_the_whole_float64_range(ea, eb, seed):
+    # scaling either Fisher by 10^k (k in [-300, 300], so traces that overflow or go subnormal)
+    # leaves the overlap unchanged and inside [0, 1]
+    g = torch.Generator().manual_seed(seed)
+    a = torch.rand(6, generator=g, dtype=torch.float64) + 0.01
+    b = torch.rand(6, generator=g, dtype=torch.float64) + 0.01
+    ref = float(fisher_overlap(a, b))
+    got = float(fisher_overlap(a * 10.0**ea * 3, b * 10.0**eb))  # *3 so that 6 entries of 1e300 overflow the sum
+    assert 0.0 <= got <= 1.0
+    assert got == pytest.approx(ref, rel=1e-12, abs=1e-12)
+
+
+@pytest.mark.parametrize("scale", [1e308, 1e-310], ids=["trace overflows", "subnormal entries"])
+def test_overlap_at_the_ends_of_the_float64_range(scale):
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(6, generator=g, dtype=torch.float64) + 0.5
+    b = torch.rand(6, generator=g, dtype=torch.float64) + 0.5
+    assert not torch.isfinite((a / a.max() * 1e308).sum()) or scale < 1  # the naive trace would be inf
+    got = float(fisher_overlap(a / a.max() * scale, b))
+    assert got == pytest.approx(float(fisher_overlap(a, b)), rel=1e-9)

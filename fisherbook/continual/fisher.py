@@ -137,9 +137,13 @@ def _flat_normalised(name: str, f: Any) -> Tensor:
     if v.numel() == 0:
         raise ShapeError(f"{name} must not be empty")
     check_fisher_values(name, [v])
-    if not bool(v.sum() > 0):
+    total = v.sum()
+    if not bool(total > 0):
         raise InvalidArgumentError(f"{name} must have a positive trace (it is all zeros)")
-    return v / v.sum()
+    if not bool(torch.isfinite(total)) or bool(total < torch.finfo(v.dtype).tiny):
+        v = v / v.max()  # a trace that overflows or is subnormal: rescale first (the overlap is scale-free)
+        total = v.sum()
+    return v / total
 
 
 def fisher_overlap(fisher_a: Tensor | Sequence[Tensor], fisher_b: Tensor | Sequence[Tensor]) -> Tensor:
@@ -160,7 +164,8 @@ def fisher_overlap(fisher_a: Tensor | Sequence[Tensor], fisher_b: Tensor | Seque
     ----------
     fisher_a, fisher_b : Tensor or Sequence of Tensor
         Fisher diagonals (a flat tensor or a list of tensors, flattened and concatenated), same
-        number of entries, finite, non-negative, with positive trace.
+        number of entries, finite, non-negative, with positive trace (any scale the dtype holds:
+        the overlap is scale-free, and a trace that would overflow is rescaled first).
 
     Returns
     -------
