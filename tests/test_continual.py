@@ -464,3 +464,14 @@ def test_overlap_at_the_ends_of_the_float64_range(scale):
     assert not torch.isfinite((a / a.max() * 1e308).sum()) or scale < 1  # the naive trace would be inf
     got = float(fisher_overlap(a / a.max() * scale, b))
     assert got == pytest.approx(float(fisher_overlap(a, b)), rel=1e-9)
+
+
+def test_every_name_is_importable_from_where_it_was():
+    # chapter 6 imports from fisherbook.continual.ewc; the code now lives in modules of one idea each
+    import fisherbook.continual as c
+    import fisherbook.continual.ewc as ewc
+
+    assert set(ewc.__all__) == set(c.__all__)
+    assert all(getattr(ewc, name) is getattr(c, name) for name in c.__all__)
+    homes = {getattr(c, name).__module__ for name in c.__all__}
+    assert homes == {f"fisherbook.continual.{m}" for m in ("penalties", "fisher", "strategies", "metrics", "training")}

@@ -209,3 +209,12 @@ def test_map_log_likelihood_is_the_core_likelihood():
     with torch.no_grad():
         refb = -nn.functional.binary_cross_entropy_with_logits(netb(x)[:, 0], yb.double(), reduction="sum")
     assert lab._map_loglik.item() == pytest.approx(refb.item(), rel=1e-14)
+
+
+def test_calibration_metrics_are_importable_from_where_they_were():
+    import fisherbook as fb
+    import fisherbook.bayes.calibration as calibration
+    import fisherbook.bayes.laplace as laplace
+
+    assert laplace.calibration_curve is calibration.calibration_curve is fb.calibration_curve
+    assert laplace.expected_calibration_error is calibration.expected_calibration_error is fb.expected_calibration_error
