@@ -100,6 +100,18 @@ def _check_tasks(tasks: Any) -> list[Task]:
     return tasks
 
 
+def _forward(model: nn.Module, X: Tensor, task: Task) -> Tensor:
+    """``model(X)`` with (n, K) logits checked; torch's error for inputs the model cannot take is
+    turned into a ShapeError that names the task."""
+    try:
+        out = model(X)
+    except RuntimeError as err:
+        raise ShapeError(f"model cannot be applied to the inputs of task {task.name!r} (shape {tuple(X.shape)}, "
+                         f"{task.n_features} features): {err}") from err
+    _check_outputs(out, X.shape[0], task)
+    return out
+
+
 def _check_outputs(out: Tensor, n: int, task: Task) -> None:
     if out.ndim != 2 or out.shape[0] != n:
         raise ShapeError(f"model must map ({n}, {task.n_features}) inputs to ({n}, K) logits, got output shape "
@@ -139,8 +151,7 @@ def evaluate(model: nn.Module, tasks: Sequence[Task]) -> Tensor:
     accs = []
     try:
         for task in tasks:
-            out = model(task.X_test.to(device=p.device, dtype=p.dtype))
-            _check_outputs(out, task.n_test, task)
+            out = _forward(model, task.X_test.to(device=p.device, dtype=p.dtype), task)
             accs.append((out.argmax(dim=-1).cpu() == task.y_test.cpu()).double().mean())
     finally:
         model.train(was_training)
@@ -291,8 +302,7 @@ def train_sequence(
             for start in range(0, task.n_train, batch_size):
                 idx = order[start : start + batch_size]
                 opt.zero_grad(set_to_none=True)
-                out = model(X[idx])
-                _check_outputs(out, len(idx), task)
+                out = _forward(model, X[idx], task)
                 data_loss = loss_fn(out, y[idx])
                 pen = strategy.penalty(model)
                 loss = data_loss if pen is None else data_loss + pen
