@@ -13,15 +13,22 @@ each a train/test split of one task:
   cousin of permuted MNIST (Goodfellow et al. 2013; Kirkpatrick et al. 2017, Fig. 3);
 - :func:`split_digits`: every task holds the images of a few classes (pairs by default),
   the small cousin of split MNIST (Zenke et al. 2017).
+
+Bad arguments raise the :mod:`fisherbook.errors` classes (NumPy scalars are accepted where Python
+numbers are).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
+
+from ._validate import check_finite, check_int, check_real
+from .errors import ArgumentTypeError, InvalidArgumentError, ShapeError
 
 __all__ = [
     "Task",
@@ -67,15 +74,21 @@ class Task:
     permutation: Tensor | None = None
 
     def __post_init__(self) -> None:
+        if not isinstance(self.name, str):
+            raise ArgumentTypeError(f"name must be a str, got {type(self.name).__name__}")
         for split in ("train", "test"):
             X, y = getattr(self, f"X_{split}"), getattr(self, f"y_{split}")
+            if not isinstance(X, Tensor) or not isinstance(y, Tensor):
+                raise ArgumentTypeError(f"X_{split} and y_{split} must be torch tensors, got {type(X).__name__} "
+                                        f"and {type(y).__name__}")
             if X.ndim != 2 or y.ndim != 1 or X.shape[0] != y.shape[0]:
-                raise ValueError(
+                raise ShapeError(
                     f"X_{split} must be (n, d) and y_{split} (n,) with the same n; "
                     f"got {tuple(X.shape)} and {tuple(y.shape)}"
                 )
+            check_finite(X, f"X_{split}")
         if self.X_train.shape[1] != self.X_test.shape[1]:
-            raise ValueError(
+            raise ShapeError(
                 f"X_train and X_test must have the same number of features, "
                 f"got {self.X_train.shape[1]} and {self.X_test.shape[1]}"
             )
@@ -96,14 +109,28 @@ class Task:
         return int(self.X_test.shape[0])
 
 
-def _check_dtype(dtype: torch.dtype) -> None:
+def _check_dtype(dtype: Any) -> None:
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise TypeError(f"dtype must be a floating torch.dtype (torch.float32, torch.float64), got {dtype!r}")
+        raise ArgumentTypeError(f"dtype must be a floating torch.dtype (torch.float32, torch.float64), got {dtype!r}")
 
 
-def _check_fraction(name: str, value: float) -> None:
-    if not (isinstance(value, (int, float)) and 0.0 < float(value) < 1.0):
-        raise ValueError(f"{name} must be a fraction in (0, 1), got {value!r}")
+def _check_fraction(name: str, value: Any) -> float:
+    return check_real(value, name, low=0.0, high=1.0, open_low=True, open_high=True)
+
+
+def _check_generator(generator: Any) -> None:
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise ArgumentTypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+
+
+def _check_theta(theta: Any) -> Tensor:
+    try:
+        th = torch.as_tensor(theta, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        raise ArgumentTypeError(f"theta must be a sequence of real numbers, got {type(theta).__name__}") from None
+    if th.ndim != 1 or th.numel() < 1:
+        raise ShapeError(f"theta must be a non-empty 1-d sequence, got {theta!r}")
+    return check_finite(th, "theta")
 
 
 def standardize(train: Tensor, *others: Tensor, eps: float = 1e-8) -> tuple[Tensor, ...]:
@@ -137,11 +164,19 @@ def standardize(train: Tensor, *others: Tensor, eps: float = 1e-8) -> tuple[Tens
     >>> b
     tensor([[0., 2.]])
     """
-    if train.ndim != 2:
-        raise ValueError(f"train must have shape (n, d), got {tuple(train.shape)}")
+    if not isinstance(train, Tensor) or not train.is_floating_point():
+        raise ArgumentTypeError(f"train must be a floating-point torch.Tensor, got "
+                                f"{type(train).__name__ if not isinstance(train, Tensor) else train.dtype}")
+    if train.ndim != 2 or train.shape[0] < 2:
+        raise ShapeError(f"train must have shape (n, d) with n >= 2 (a standard deviation needs two rows), "
+                         f"got {tuple(train.shape)}")
+    check_finite(train, "train")
+    eps = check_real(eps, "eps", low=0.0)
     for i, other in enumerate(others):
+        if not isinstance(other, Tensor):
+            raise ArgumentTypeError(f"others[{i}] must be a torch.Tensor, got {type(other).__name__}")
         if other.ndim != 2 or other.shape[1] != train.shape[1]:
-            raise ValueError(f"others[{i}] must have shape (m, {train.shape[1]}), got {tuple(other.shape)}")
+            raise ShapeError(f"others[{i}] must have shape (m, {train.shape[1]}), got {tuple(other.shape)}")
     mean = train.mean(dim=0)
     std = train.std(dim=0)
     std = torch.where(std < eps, torch.ones_like(std), std)
@@ -185,10 +220,13 @@ def train_test_split(
     >>> y_te.bincount().tolist()
     [3, 2]
     """
+    if not isinstance(X, Tensor) or not isinstance(y, Tensor):
+        raise ArgumentTypeError(f"X and y must be torch tensors, got {type(X).__name__} and {type(y).__name__}")
     if X.ndim != 2 or y.ndim != 1 or X.shape[0] != y.shape[0]:
-        raise ValueError(f"X must be (n, d) and y (n,) with the same n, got {tuple(X.shape)} and {tuple(y.shape)}")
-    _check_fraction("test_size", test_size)
-    g = torch.Generator().manual_seed(int(seed))
+        raise ShapeError(f"X must be (n, d) and y (n,) with the same n, got {tuple(X.shape)} and {tuple(y.shape)}")
+    test_size = _check_fraction("test_size", test_size)
+    seed = check_int(seed, "seed", minimum=0)
+    g = torch.Generator().manual_seed(seed)
     n = X.shape[0]
     groups = [torch.nonzero(y == c).flatten() for c in torch.unique(y)] if stratify else [torch.arange(n)]
     test_mask = torch.zeros(n, dtype=torch.bool)
@@ -196,7 +234,7 @@ def train_test_split(
         k = int(round(len(idx) * test_size))
         test_mask[idx[torch.randperm(len(idx), generator=g)[:k]]] = True
     if test_mask.all() or not test_mask.any():
-        raise ValueError(f"test_size={test_size} leaves an empty train or test part for n={n}")
+        raise InvalidArgumentError(f"test_size={test_size} leaves an empty train or test part for n={n}")
     return X[~test_mask], X[test_mask], y[~test_mask], y[test_mask]
 
 
@@ -323,13 +361,13 @@ def permuted_digits(
     >>> bool(torch.equal(tasks[1].y_train, tasks[0].y_train))
     True
     """
-    if not isinstance(n_tasks, int) or isinstance(n_tasks, bool) or n_tasks < 1:
-        raise ValueError(f"n_tasks must be an integer >= 1, got {n_tasks!r}")
+    n_tasks = check_int(n_tasks, "n_tasks", minimum=1)
+    seed = check_int(seed, "seed", minimum=0)
     _check_dtype(dtype)
     X, y = load_digits_tensors(standardize=False, dtype=torch.float64)
     X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=test_size, seed=seed)
     X_tr, X_te = standardize(X_tr, X_te)
-    g = torch.Generator().manual_seed(int(seed) + 1)
+    g = torch.Generator().manual_seed(seed + 1)
     tasks = []
     for t in range(n_tasks):
         perm = torch.arange(X.shape[1]) if (t == 0 and identity_first) else torch.randperm(X.shape[1], generator=g)
@@ -375,11 +413,15 @@ def split_digits(
     (['0/1', '2/3'], [0, 1])
     """
     _check_dtype(dtype)
-    flat = [c for group in classes for c in group]
+    if isinstance(classes, str | bytes) or not isinstance(classes, Sequence) or any(
+            isinstance(group, str | bytes) or not isinstance(group, Sequence) for group in classes):
+        raise ArgumentTypeError(f"classes must be a sequence of sequences of digits, got {classes!r}")
     if not classes or any(len(group) == 0 for group in classes):
-        raise ValueError("classes must be a non-empty sequence of non-empty class groups")
-    if any(not isinstance(c, int) or not 0 <= c <= 9 for c in flat) or len(set(flat)) != len(flat):
-        raise ValueError(f"classes must hold distinct digits in 0..9, got {classes!r}")
+        raise InvalidArgumentError("classes must be a non-empty sequence of non-empty class groups")
+    flat = [check_int(c, "classes entry", minimum=0, maximum=9) for group in classes for c in group]
+    if len(set(flat)) != len(flat):
+        raise InvalidArgumentError(f"classes must hold distinct digits in 0..9, got {classes!r}")
+    classes = [[int(c) for c in group] for group in classes]
     X, y = load_digits_tensors(standardize=False, dtype=torch.float64)
     X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=test_size, seed=seed)
     X_tr, X_te = standardize(X_tr, X_te)
@@ -441,16 +483,12 @@ def make_linear_regression(
     >>> X.shape, X[:, 0].tolist()
     (torch.Size([5, 2]), [1.0, 1.0, 1.0, 1.0, 1.0])
     """
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be an integer >= 1, got {n!r}")
-    if not noise_scale > 0:
-        raise ValueError(f"noise_scale must be > 0, got {noise_scale!r}")
-    if not lognormal_sigma > 0:
-        raise ValueError(f"lognormal_sigma must be > 0, got {lognormal_sigma!r}")
+    n = check_int(n, "n", minimum=1)
+    noise_scale = check_real(noise_scale, "noise_scale", low=0.0, open_low=True)
+    lognormal_sigma = check_real(lognormal_sigma, "lognormal_sigma", low=0.0, open_low=True)
     _check_dtype(dtype)
-    th = torch.as_tensor(theta, dtype=torch.float64)
-    if th.ndim != 1 or th.numel() < 1:
-        raise ValueError(f"theta must be a non-empty 1-d sequence, got {theta!r}")
+    _check_generator(generator)
+    th = _check_theta(theta)
     z = torch.exp(lognormal_sigma * torch.randn(n, th.numel() - 1, generator=generator, dtype=torch.float64))
     X = torch.cat([torch.ones(n, 1, dtype=torch.float64), z], dim=1)
     y = X @ th + noise_scale * torch.randn(n, generator=generator, dtype=torch.float64)
@@ -492,12 +530,10 @@ def make_logistic_regression(
     >>> X.shape, y.dtype
     (torch.Size([4, 3]), torch.int64)
     """
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be an integer >= 1, got {n!r}")
+    n = check_int(n, "n", minimum=1)
     _check_dtype(dtype)
-    th = torch.as_tensor(theta, dtype=torch.float64)
-    if th.ndim != 1 or th.numel() < 1:
-        raise ValueError(f"theta must be a non-empty 1-d sequence, got {theta!r}")
+    _check_generator(generator)
+    th = _check_theta(theta)
     z = torch.randn(n, th.numel() - 1, generator=generator, dtype=torch.float64)
     X = torch.cat([torch.ones(n, 1, dtype=torch.float64), z], dim=1)
     p = torch.sigmoid(X @ th)

@@ -382,8 +382,10 @@ def test_train_sequence_argument_checks(tasks3):
         train_sequence(net, tasks3, batch_size=0)
     with pytest.raises(ValueError, match="lr"):
         train_sequence(net, tasks3, lr=-1.0)
-    with pytest.raises(TypeError, match="tasks"):
+    with pytest.raises(ValueError, match="tasks"):  # a list, but an empty one: a wrong value
         train_sequence(net, [])
+    with pytest.raises(TypeError, match="tasks"):
+        train_sequence(net, [tasks3[0], "P2"])
     with pytest.raises(TypeError, match="strategy"):
         train_sequence(net, tasks3, strategy="ewc")
 
@@ -410,7 +412,7 @@ def test_make_mlp_seeded_and_validated():
     state = torch.random.get_rng_state()
     make_mlp(5, (7,), 2, seed=0)
     assert torch.equal(state, torch.random.get_rng_state())  # global RNG untouched
-    with pytest.raises(ValueError, match="positive integers"):
+    with pytest.raises(ValueError, match=r"hidden\[0\] must be an integer >= 1"):
         make_mlp(5, (0,), 2)
 
 
@@ -438,3 +440,38 @@ def test_cuda_run_matches_cpu_run(tasks3):
         assert all(f.device.type == device for f in ewc.fishers[0])
         assert ewc.penalty(model).device.type == device
     assert (results["cpu"] - results["cuda"]).abs().max() < 0.01
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(min_value=-300, max_value=300), st.integers(min_value=-300, max_value=300), st.integers(0, 2**16))
+def test_overlap_is_scale_free_over_the_whole_float64_range(ea, eb, seed):
+    # scaling either Fisher by 10^k (k in [-300, 300], so traces that overflow or go subnormal)
+    # leaves the overlap unchanged and inside [0, 1]
+    g = torch.Generator().manual_seed(seed)
+    a = torch.rand(6, generator=g, dtype=torch.float64) + 0.01
+    b = torch.rand(6, generator=g, dtype=torch.float64) + 0.01
+    ref = float(fisher_overlap(a, b))
+    got = float(fisher_overlap(a * 10.0**ea * 3, b * 10.0**eb))  # *3 so that 6 entries of 1e300 overflow the sum
+    assert 0.0 <= got <= 1.0
+    assert got == pytest.approx(ref, rel=1e-12, abs=1e-12)
+
+
+@pytest.mark.parametrize("scale", [1e308, 1e-310], ids=["trace overflows", "subnormal entries"])
+def test_overlap_at_the_ends_of_the_float64_range(scale):
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(6, generator=g, dtype=torch.float64) + 0.5
+    b = torch.rand(6, generator=g, dtype=torch.float64) + 0.5
+    assert not torch.isfinite((a / a.max() * 1e308).sum()) or scale < 1  # the naive trace would be inf
+    got = float(fisher_overlap(a / a.max() * scale, b))
+    assert got == pytest.approx(float(fisher_overlap(a, b)), rel=1e-9)
+
+
+def test_every_name_is_importable_from_where_it_was():
+    # chapter 6 imports from fisherbook.continual.ewc; the code now lives in modules of one idea each
+    import fisherbook.continual as c
+    import fisherbook.continual.ewc as ewc
+
+    assert set(ewc.__all__) == set(c.__all__)
+    assert all(getattr(ewc, name) is getattr(c, name) for name in c.__all__)
+    homes = {getattr(c, name).__module__ for name in c.__all__}
+    assert homes == {f"fisherbook.continual.{m}" for m in ("penalties", "fisher", "strategies", "metrics", "training")}

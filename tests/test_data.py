@@ -123,9 +123,9 @@ def test_permuted_digits_seeded_and_named():
     assert a[0].X_train.dtype == torch.float32
 
 
-@pytest.mark.parametrize("bad", [0, -1, 2.5, True])
-def test_permuted_digits_rejects_bad_n_tasks(bad):
-    with pytest.raises(ValueError, match="n_tasks"):
+@pytest.mark.parametrize("bad, error", [(0, ValueError), (-1, ValueError), (2.5, TypeError), (True, TypeError)])
+def test_permuted_digits_rejects_bad_n_tasks(bad, error):
+    with pytest.raises(error, match="n_tasks"):  # a float or bool is the wrong type for a count
         permuted_digits(bad)
 
 

@@ -205,3 +205,98 @@ def test_bad_input():
         fit_newton(model, "categorical", x, y, max_steps=0)
     with pytest.raises(RuntimeError, match="did not reach"):
         fit_newton(model, "categorical", x, y, l2=1.0, max_steps=1, tol=1e-14)
+
+
+# --------------------------------------------------------------------------- one core (issue 13)
+def _jacobian_and_output_hessian(model, loss, x, y):
+    """J_i (n, K, P) and the output Hessians of the loss (n, K, K), by torch.func, independently of the core."""
+    names = [k for k, _ in model.named_parameters()]
+    params = tuple(p.detach() for p in model.parameters())
+
+    def out(ps, xi):
+        return torch.func.functional_call(model, dict(zip(names, ps)), (xi.unsqueeze(0),)).reshape(-1)
+
+    J = torch.func.vmap(torch.func.jacrev(out), in_dims=(None, 0))(params, x)
+    J = torch.cat([j.reshape(x.shape[0], j.shape[1], -1) for j in J], dim=-1)
+    f = model(x).detach()
+    Hout = torch.func.vmap(torch.func.hessian(lambda o, t: loss(o.unsqueeze(0), t.unsqueeze(0)).sum()))(f, y)
+    return J, Hout
+
+
+@pytest.mark.parametrize("likelihood", ["categorical", "bernoulli", "gaussian"])
+def test_per_example_loss_is_the_core_negative_log_likelihood(likelihood):
+    from fisherbook.curvature.likelihoods import get_likelihood
+
+    g = torch.Generator().manual_seed(3)
+    f = torch.randn(7, 1 if likelihood == "bernoulli" else 4, generator=g, dtype=D)
+    if likelihood == "categorical":
+        y = torch.randint(0, 4, (7,), generator=g)
+        ref = nn.functional.cross_entropy(f, y, reduction="none")
+    elif likelihood == "bernoulli":
+        y = torch.randint(0, 2, (7, 1), generator=g).double()
+        ref = nn.functional.binary_cross_entropy_with_logits(f, y, reduction="none").sum(1)
+    else:
+        y = torch.randn(7, 4, generator=g, dtype=D)
+        ref = 0.5 * ((f - y) ** 2).sum(1)  # unit noise, constant dropped
+    got = per_example_loss(likelihood)(f, y)
+    torch.testing.assert_close(got, ref, rtol=1e-14, atol=1e-14)
+    # ... and it is -log p of the core likelihood (the Gaussian's normalising constant aside)
+    const = 4 * 0.5 * np.log(2 * np.pi) if likelihood == "gaussian" else 0.0
+    core = -get_likelihood(likelihood).log_prob(f, y) - const
+    torch.testing.assert_close(got, core, rtol=1e-14, atol=1e-14)
+
+
+@pytest.mark.parametrize("name, loss", [
+    ("categorical", lambda o, t: nn.functional.cross_entropy(o, t, reduction="none")),
+    ("gaussian", lambda o, t: 0.5 * ((o - t) ** 2).sum(1)),
+])
+def test_ggn_from_the_core_equals_J_H_J_and_callable_equals_named(name, loss):
+    # The GGN is now n * curvature.fisher(kind="true"): check it against sum_i J_i^T H_i J_i built
+    # here with torch.func, and check that the same loss given as a callable (through the adapter
+    # whose factor is the root of the output Hessian) gives the same matrix.
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 3)).double()
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(25, 3, generator=g, dtype=D)
+    y = torch.randint(0, 3, (25,), generator=g) if name == "categorical" else torch.randn(25, 3, generator=g, dtype=D)
+    J, Hout = _jacobian_and_output_hessian(model, loss, x, y)
+    ref = torch.einsum("ncp,ncd,ndq->pq", J, Hout, J) + 0.3 * torch.eye(J.shape[-1], dtype=D)
+    named = objective_curvature(model, name, x, y, kind="ggn", l2=0.3)
+    custom = objective_curvature(model, loss, x, y, kind="ggn", l2=0.3)
+    torch.testing.assert_close(named, ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(custom, ref, rtol=1e-12, atol=1e-12)
+    # empirical Fisher and influence gradients: named (core per-example gradients) = callable
+    torch.testing.assert_close(objective_curvature(model, name, x, y, kind="empirical"),
+                               objective_curvature(model, loss, x, y, kind="empirical"), rtol=1e-12, atol=1e-12)
+
+
+def test_frozen_parameters_are_held_fixed_and_left_out():
+    # theta is the trainable parameters only: with the bias frozen, every result equals that of the
+    # same model without a bias whose outputs are shifted by the frozen bias
+    model, x, y = _softmax_problem(n=40)
+    with torch.no_grad():
+        model.bias.copy_(torch.tensor([0.3, -0.2, 0.1], dtype=D))
+    model.bias.requires_grad_(False)
+    fit_newton(model, "categorical", x, y, l2=0.5)
+
+    class Shifted(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(5, 3, bias=False).double()
+
+        def forward(self, z):
+            return self.lin(z) + torch.tensor([0.3, -0.2, 0.1], dtype=D)
+
+    ref = Shifted()
+    with torch.no_grad():
+        ref.lin.weight.copy_(model.weight)
+    assert torch.equal(model.bias, torch.tensor([0.3, -0.2, 0.1], dtype=D))  # fit_newton left it alone
+    for kind in ("hessian", "ggn", "empirical"):
+        a = objective_curvature(model, "categorical", x, y, kind=kind, l2=0.5)
+        b = objective_curvature(ref, "categorical", x, y, kind=kind, l2=0.5)
+        assert a.shape == (15, 15)
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    test = (x[:3], y[:3])
+    torch.testing.assert_close(influence_scores(model, "categorical", (x, y), test, l2=0.5, curvature="ggn"),
+                               influence_scores(ref, "categorical", (x, y), test, l2=0.5, curvature="ggn"),
+                               rtol=1e-12, atol=1e-14)

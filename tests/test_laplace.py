@@ -192,3 +192,29 @@ def test_bad_input():
         expected_calibration_error(torch.tensor([[0.3, 0.7]]), torch.tensor([1]), n_bins=0)
     with pytest.raises(ValueError, match="targets"):
         calibration_curve(torch.tensor([[0.3, 0.7]]), torch.tensor([1, 0]))
+
+
+def test_map_log_likelihood_is_the_core_likelihood():
+    # the MAP log-likelihood now comes from fisherbook.curvature.likelihoods; it equals torch's losses
+    x, y = _data()
+    net = _net()
+    la = LastLayerLaplace(net).fit(x, y)
+    with torch.no_grad():
+        ref = -nn.functional.cross_entropy(net(x), y, reduction="sum")
+    assert la._map_loglik.item() == pytest.approx(ref.item(), rel=1e-14)
+    yb = (x[:, 0] > 0).long()
+    torch.manual_seed(0)
+    netb = nn.Sequential(nn.Linear(x.shape[1], 6), nn.Tanh(), nn.Linear(6, 1)).double()
+    lab = LastLayerLaplace(netb, likelihood="bernoulli").fit(x, yb)
+    with torch.no_grad():
+        refb = -nn.functional.binary_cross_entropy_with_logits(netb(x)[:, 0], yb.double(), reduction="sum")
+    assert lab._map_loglik.item() == pytest.approx(refb.item(), rel=1e-14)
+
+
+def test_calibration_metrics_are_importable_from_where_they_were():
+    import fisherbook as fb
+    import fisherbook.bayes.calibration as calibration
+    import fisherbook.bayes.laplace as laplace
+
+    assert laplace.calibration_curve is calibration.calibration_curve is fb.calibration_curve
+    assert laplace.expected_calibration_error is calibration.expected_calibration_error is fb.expected_calibration_error

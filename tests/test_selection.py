@@ -59,18 +59,22 @@ def test_bic_minus_half_tracks_log_evidence_as_n_grows():
 
 
 @pytest.mark.parametrize(
-    "args, match",
+    "args, error, match",
     [
-        ((float("nan"), 2, 10), "log_likelihood"),
-        ((1.0, -1, 10), "n_params"),
-        ((1.0, 2, 0), "n_obs"),
-        ((1.0, 2.5, 10), "n_params"),
-        ((torch.ones(2), 2, 10), "log_likelihood"),
+        ((float("nan"), 2, 10), ValueError, "log_likelihood"),
+        ((1.0, -1, 10), ValueError, "n_params"),
+        ((1.0, 2, 0), ValueError, "n_obs"),
+        ((1.0, 2.5, 10), TypeError, "n_params"),  # a float is the wrong type for a count
+        ((torch.ones(2), 2, 10), ValueError, "log_likelihood"),
     ],
 )
-def test_bic_rejects_bad_input(args, match):
-    with pytest.raises(ValueError, match=match):
+def test_bic_rejects_bad_input(args, error, match):
+    with pytest.raises(error, match=match):
         bic(*args)
+
+
+def test_bic_accepts_numpy_scalars():
+    assert float(bic(np.float64(-10.0), np.int64(2), np.int32(100))) == pytest.approx(float(bic(-10.0, 2, 100)))
 
 
 # ---------------------------------------------------------------- exact evidences

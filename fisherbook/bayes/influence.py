@@ -25,16 +25,40 @@ iterations from :math:`\hat\theta` run to convergence, which is cheap for small 
 
 All computations follow the dtype and device of the model; use float64 for the leave-one-out
 comparison, since the differences of interest are small.
+
+The named losses are the negative log-likelihoods of ``fisherbook.curvature.likelihoods``, the
+generalised Gauss–Newton matrix and the per-example gradients come from
+:func:`fisherbook.curvature.fisher` and :func:`fisherbook.curvature.per_example_grads` (a loss
+given as a callable enters them through a private likelihood adapter), and the parameters are
+flattened by ``fisherbook.curvature.per_example.ParamLayout``. Bad arguments raise the
+:mod:`fisherbook.errors` classes; a model in training mode with dropout gets a
+:class:`~fisherbook.errors.ModelModeWarning`, one with batch normalisation in training mode is
+refused (:class:`~fisherbook.errors.UnsupportedError`): call ``model.eval()`` first.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.func import functional_call, grad, hessian, jacrev, vmap
+from torch.func import functional_call, grad, hessian, vmap
+from torch.nn.utils import parameters_to_vector
+
+from .. import curvature as _curvature_core
+from .._validate import check_finite, check_int, check_option, check_real
+from ..curvature.likelihoods import LIKELIHOODS, Likelihood, get_likelihood
+from ..curvature.per_example import ParamLayout
+from ..errors import (
+    ArgumentTypeError,
+    ConvergenceError,
+    InvalidArgumentError,
+    NotPositiveDefiniteError,
+    ShapeError,
+)
+from ._checks import check_model, check_model_mode, check_outputs, check_pair, check_targets
 
 __all__ = [
     "per_example_loss",
@@ -48,13 +72,52 @@ LossFn = Callable[[Tensor, Tensor], Tensor]
 _CURVATURES = ("hessian", "ggn", "empirical")
 
 
+class _NamedLoss:
+    """Per-example negative log-likelihood of a ``fisherbook.curvature.likelihoods`` likelihood.
+
+    Shape checks only (they are static, so the loss can run under ``torch.func.vmap``); target
+    values are checked once by the public functions, before any transform.
+    """
+
+    def __init__(self, likelihood: Likelihood) -> None:
+        self.likelihood = likelihood
+        self.name = likelihood.name
+        # the Gaussian's normalising constant per output, dropped so the loss is 1/2 ||f - y||^2
+        sigma = getattr(likelihood, "sigma", 1.0)
+        self._log_norm = math.log(sigma) + 0.5 * math.log(2 * math.pi)
+
+    def __call__(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        if not isinstance(outputs, Tensor) or not isinstance(targets, Tensor):
+            raise ArgumentTypeError("outputs and targets must be torch tensors")
+        if outputs.ndim == 0:
+            raise ShapeError("outputs must have the examples along dim 0, got a 0-dimensional tensor")
+        n = outputs.shape[0]
+        f = outputs.reshape(n, -1)
+        if self.name == "categorical":
+            if targets.numel() != n:
+                raise ShapeError(f"targets for loss 'categorical' must hold one class index per example ({n}), "
+                                 f"got shape {tuple(targets.shape)}")
+            t = targets.reshape(n)
+        else:
+            if targets.numel() != f.numel():
+                raise ShapeError(f"targets for loss {self.name!r} must have the outputs' shape {tuple(outputs.shape)}, "
+                                 f"got {tuple(targets.shape)}")
+            t = targets.reshape(f.shape).to(f.dtype)
+        nll = -self.likelihood.log_prob(f, t)
+        if self.name == "gaussian":
+            nll = nll - f.shape[1] * self._log_norm
+        return nll
+
+
 def per_example_loss(name: str) -> LossFn:
     r"""The per-example negative log-likelihood for a named likelihood.
 
     ``"categorical"``: :math:`-\log\operatorname{softmax}(f)_y` (cross-entropy on logits,
-    integer targets); ``"bernoulli"``: binary cross-entropy on one logit per example, targets in
-    :math:`\{0, 1\}`; ``"gaussian"``: :math:`\tfrac12 \lVert f - y\rVert^2` (unit noise, constant
-    dropped). Each returns one loss per example, shape ``(n,)``.
+    integer targets); ``"bernoulli"``: binary cross-entropy on each logit, targets in
+    :math:`\{0, 1\}` shaped like the outputs; ``"gaussian"``: :math:`\tfrac12 \lVert f - y\rVert^2`
+    (unit noise, constant dropped). Each returns one loss per example, shape ``(n,)``; each is
+    :math:`-\log p(y \mid f)` of the likelihood of the same name in
+    ``fisherbook.curvature.likelihoods`` (less the Gaussian's constant).
 
     Parameters
     ----------
@@ -66,6 +129,11 @@ def per_example_loss(name: str) -> LossFn:
     Callable
         ``loss(outputs, targets) -> Tensor`` of shape ``(n,)``.
 
+    Raises
+    ------
+    InvalidArgumentError
+        If ``name`` is not one of the three.
+
     Examples
     --------
     >>> import torch
@@ -73,44 +141,120 @@ def per_example_loss(name: str) -> LossFn:
     >>> loss(torch.zeros(2, 4), torch.tensor([0, 3]))
     tensor([1.3863, 1.3863])
     """
-    if name == "categorical":
-        return lambda out, y: F.cross_entropy(out, y, reduction="none")
-    if name == "bernoulli":
-        return lambda out, y: F.binary_cross_entropy_with_logits(
-            out.reshape(out.shape[0]), y.reshape(y.shape[0]).to(out.dtype), reduction="none"
-        )
-    if name == "gaussian":
-        return lambda out, y: 0.5 * (out - y.reshape(out.shape).to(out.dtype)).pow(2).reshape(out.shape[0], -1).sum(1)
-    raise ValueError(f"loss must be 'categorical', 'bernoulli', 'gaussian' or a callable, got {name!r}")
+    name = check_option(name, "loss", LIKELIHOODS)
+    return _NamedLoss(get_likelihood(name))
 
 
-class _Flat:
-    """A module's trainable parameters as one flat vector, and the loss as a function of it."""
+class _CallableLoss(Likelihood):
+    r"""A loss given as a callable, seen by the curvature core as a likelihood :math:`p \propto e^{-\ell}`.
 
-    def __init__(self, model: nn.Module, loss: str | LossFn) -> None:
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    Its output-space score is :math:`-\nabla_f \ell` and its "Fisher" factor is a square root of
+    the output Hessian :math:`\nabla_f^2 \ell` (so the core's ``kind="true"`` Fisher is the
+    generalised Gauss–Newton matrix of the loss). Only what the core calls is implemented.
+    """
+
+    name = "callable loss"
+
+    def __init__(self, loss: LossFn, targets: Tensor, output_shape: tuple[int, ...]) -> None:
+        self.loss, self.targets, self.output_shape = loss, targets, output_shape
+
+    def _single(self, o: Tensor, t: Tensor) -> Tensor:
+        return self.loss(o.reshape((1, *self.output_shape)), t.unsqueeze(0)).sum()
+
+    def check_targets(self, f: Tensor, targets: Tensor) -> Tensor:
+        return targets
+
+    def score(self, f: Tensor, y: Tensor) -> Tensor:
+        return -vmap(grad(self._single))(f, y[0]).unsqueeze(0)
+
+    def sqrt_fisher(self, f: Tensor) -> Tensor:
+        h = vmap(hessian(self._single))(f, self.targets)  # (N, K, K)
+        h = 0.5 * (h + h.transpose(1, 2))
+        evals, evecs = torch.linalg.eigh(h)
+        scale = evals.abs().amax().clamp_min(torch.finfo(h.dtype).tiny)
+        if float(evals.min()) < -1e-8 * float(scale):
+            raise NotPositiveDefiniteError(
+                "kind='ggn' needs a loss that is convex in the model outputs (a positive semi-definite output "
+                f"Hessian); the loss's output Hessian has eigenvalue {float(evals.min()):.3g}. Use kind='hessian'")
+        return evecs * evals.clamp_min(0).sqrt().unsqueeze(1)
+
+
+class _Problem:
+    """A model and a loss as functions of the flat vector of the model's trainable parameters."""
+
+    def __init__(self, model: Any, loss: Any) -> None:
+        check_model(model)
+        self.likelihood: str | None
         if isinstance(loss, str):
-            loss = per_example_loss(loss)
-        elif not callable(loss):
-            raise TypeError(f"loss must be a likelihood name or a callable, got {type(loss).__name__}")
+            self.loss: LossFn = per_example_loss(loss)
+            self.likelihood = loss
+        elif callable(loss):
+            self.loss, self.likelihood = loss, None
+        else:
+            raise ArgumentTypeError(f"loss must be one of {LIKELIHOODS} or a callable loss(outputs, targets), got "
+                                    f"{type(loss).__name__}")
         self.model = model
-        self.loss = loss
-        named = [(k, p) for k, p in model.named_parameters() if p.requires_grad]
-        if not named:
-            raise ValueError("model has no trainable parameters")
-        self.names = [k for k, _ in named]
-        self.shapes = [p.shape for _, p in named]
-        self.sizes = [p.numel() for _, p in named]
+        self.params = list(model.parameters())
+        self.trainable = [p.requires_grad for p in self.params]
+        if not any(self.trainable):
+            raise InvalidArgumentError("model has no trainable parameters (all have requires_grad=False)")
+        try:
+            self.layout = ParamLayout.from_model(model)
+        except TypeError as err:
+            raise ArgumentTypeError(str(err)) from None
         self.buffers = dict(model.named_buffers())
-        self.theta0 = torch.cat([p.detach().reshape(-1) for _, p in named])
+        full = parameters_to_vector([p.detach() for p in self.params])
+        self.index: Tensor | None = None
+        if all(self.trainable):
+            self.theta0 = full
+        else:
+            mask = torch.cat([torch.full((p.numel(),), t, dtype=torch.bool)
+                              for p, t in zip(self.params, self.trainable)])
+            self.index = mask.nonzero().squeeze(1).to(full.device)
+            self.base = full
+            self.theta0 = full[self.index]
+        check_finite(self.theta0, "model parameters")
+
+    # -- the parameter vector -------------------------------------------------------------------
+    def full(self, theta: Tensor) -> Tensor:
+        """All parameters (frozen ones at their values) as one flat vector."""
+        return theta if self.index is None else self.base.index_put((self.index,), theta)
 
     def unflatten(self, theta: Tensor) -> dict[str, Tensor]:
-        chunks = torch.split(theta, self.sizes)
-        out = {k: c.reshape(s) for k, c, s in zip(self.names, chunks, self.shapes)}
+        out = dict(zip(self.layout.names, self.layout.unflatten(self.full(theta))))
         out.update(self.buffers)
         return out
 
+    def select(self, mat: Tensor, dims: Sequence[int]) -> Tensor:
+        """Restrict a matrix over all parameters to the trainable ones along ``dims``."""
+        if self.index is None:
+            return mat
+        for d in dims:
+            mat = mat.index_select(d, self.index)
+        return mat
+
+    def load(self, theta: Tensor) -> None:
+        with torch.no_grad():
+            for p, t, trainable in zip(self.params, self.layout.unflatten(self.full(theta)), self.trainable):
+                if trainable:
+                    p.copy_(t)
+
+    # -- data ----------------------------------------------------------------------------------
+    def data(self, pair: Any, name: str) -> tuple[Tensor, Tensor]:
+        """Checked ``(inputs, targets)`` on the model's device (inputs in its dtype)."""
+        x, y = check_pair(pair, name)
+        if x.is_floating_point():
+            x = x.to(dtype=self.theta0.dtype, device=self.theta0.device)
+        else:
+            x = x.to(device=self.theta0.device)
+        y = y.to(device=self.theta0.device)
+        with torch.no_grad():
+            out = check_outputs(self.outputs(self.theta0, x), x.shape[0])
+        if self.likelihood is not None:
+            check_targets(self.likelihood, out, y, f"{name} targets")
+        return x, y
+
+    # -- losses and their derivatives ----------------------------------------------------------
     def outputs(self, theta: Tensor, x: Tensor) -> Tensor:
         return functional_call(self.model, self.unflatten(theta), (x,))
 
@@ -120,85 +264,62 @@ class _Flat:
     def single_loss(self, theta: Tensor, x: Tensor, y: Tensor) -> Tensor:
         return self.losses(theta, x.unsqueeze(0), y.unsqueeze(0)).sum()
 
-    def per_example_grads(self, theta: Tensor, x: Tensor, y: Tensor) -> Tensor:
-        return vmap(grad(self.single_loss), in_dims=(None, 0, 0))(theta, x, y)
-
-    def load(self, theta: Tensor) -> None:
+    def _core_likelihood(self, x: Tensor, y: Tensor) -> str | Likelihood:
+        if self.likelihood is not None:
+            return self.likelihood
         with torch.no_grad():
-            for p, c in zip(
-                (p for p in self.model.parameters() if p.requires_grad), torch.split(theta, self.sizes)
-            ):
-                p.copy_(c.reshape(p.shape))
+            shape = tuple(self.model(x[:1]).shape[1:])
+        return _CallableLoss(self.loss, y, shape)
+
+    def loss_grads(self, x: Tensor, y: Tensor) -> Tensor:
+        r"""Per-example loss gradients :math:`\nabla_\theta \ell_i` at the model's parameters, ``(n, P)``."""
+        G = _curvature_core.per_example_grads(self.model, x, y, likelihood=self._core_likelihood(x, y))
+        return -self.select(G.detach(), (1,))
+
+    def ggn(self, x: Tensor, y: Tensor) -> Tensor:
+        r""":math:`\sum_i J_i^\top \nabla_f^2 \ell_i J_i` at the model's parameters: :math:`n` times the
+        core's true Fisher (for a callable loss, of the adapter whose factor is the output Hessian's root)."""
+        F = _curvature_core.fisher(self.model, x, likelihood=self._core_likelihood(x, y), kind="true",
+                                   representation="dense")
+        return x.shape[0] * self.select(F.to_dense().detach(), (0, 1))
+
+    def curvature(self, theta: Tensor, x: Tensor, y: Tensor, kind: str, l2: float) -> Tensor:
+        P = theta.numel()
+        eye = torch.eye(P, dtype=theta.dtype, device=theta.device)
+        if kind == "hessian":
+            H = hessian(lambda t: self.losses(t, x, y).sum())(theta)
+        elif kind == "ggn":
+            H = self.ggn(x, y)  # only ever asked at the model's own parameters
+        else:
+            G = self.loss_grads(x, y)
+            H = G.T @ G
+        H = 0.5 * (H + H.T)
+        return H.detach() + l2 * eye
 
 
-def _check_data(data: Sequence[Tensor], name: str, like: Tensor) -> tuple[Tensor, Tensor]:
-    if not isinstance(data, (tuple, list)) or len(data) != 2:
-        raise TypeError(f"{name} must be a pair (inputs, targets) of tensors")
-    x, y = data
-    if not isinstance(x, Tensor) or not isinstance(y, Tensor):
-        raise TypeError(f"{name} must be a pair (inputs, targets) of tensors")
-    if x.shape[0] == 0 or x.shape[0] != y.shape[0]:
-        raise ValueError(
-            f"{name}: inputs and targets must have the same, non-zero number of rows, "
-            f"got {x.shape[0]} and {y.shape[0]}"
-        )
-    if x.is_floating_point():
-        x = x.to(dtype=like.dtype, device=like.device)
-    return x, y.to(device=like.device)
-
-
-def _check_l2(l2: float) -> float:
-    l2 = float(l2)
-    if not (l2 >= 0.0) or l2 == float("inf"):
-        raise ValueError(f"l2 must be a finite number >= 0, got {l2}")
-    return l2
-
-
-def _objective(flat: _Flat, x: Tensor, y: Tensor, l2: float) -> Callable[[Tensor], Tensor]:
-    return lambda theta: flat.losses(theta, x, y).sum() + 0.5 * l2 * (theta * theta).sum()
+def _objective(prob: _Problem, x: Tensor, y: Tensor, l2: float) -> Callable[[Tensor], Tensor]:
+    return lambda theta: prob.losses(theta, x, y).sum() + 0.5 * l2 * (theta * theta).sum()
 
 
 def _objective_grad(
-    flat: _Flat, x: Tensor, y: Tensor, l2: float, drop: int | None = None
+    prob: _Problem, x: Tensor, y: Tensor, l2: float, drop: int | None = None
 ) -> Callable[[Tensor], Tensor]:
     """Gradient of J (or of J - l_drop) by one reverse-mode pass of plain autograd."""
-    weights = torch.ones(x.shape[0], dtype=flat.theta0.dtype, device=flat.theta0.device)
+    weights = torch.ones(x.shape[0], dtype=prob.theta0.dtype, device=prob.theta0.device)
     if drop is not None:
         weights[drop] = 0.0
 
     def g(theta: Tensor) -> Tensor:
         with torch.enable_grad():
             t = theta.detach().requires_grad_(True)
-            J = (weights * flat.losses(t, x, y)).sum() + 0.5 * l2 * (t * t).sum()
+            J = (weights * prob.losses(t, x, y)).sum() + 0.5 * l2 * (t * t).sum()
             return torch.autograd.grad(J, t)[0].detach()
 
     return g
 
 
-def _curvature(flat: _Flat, theta: Tensor, x: Tensor, y: Tensor, kind: str, l2: float) -> Tensor:
-    P = theta.numel()
-    eye = torch.eye(P, dtype=theta.dtype, device=theta.device)
-    if kind == "hessian":
-        H = hessian(lambda t: flat.losses(t, x, y).sum())(theta)
-    elif kind == "ggn":
-        out_single = lambda t, xi: flat.outputs(t, xi.unsqueeze(0)).reshape(-1)  # noqa: E731
-        J = vmap(jacrev(out_single), in_dims=(None, 0))(theta, x)  # (n, C, P)
-        full = flat.outputs(theta, x).detach()
-        out_shape = (1,) + tuple(full.shape[1:])
-        outs = full.reshape(x.shape[0], -1)
-
-        def loss_of_output(o: Tensor, yi: Tensor) -> Tensor:
-            return flat.loss(o.reshape(out_shape), yi.unsqueeze(0)).sum()
-
-        Hout = vmap(hessian(loss_of_output), in_dims=(0, 0))(outs, y)  # (n, C, C)
-        H = torch.einsum("ncp,ncd,ndq->pq", J, Hout, J)
-    elif kind == "empirical":
-        G = flat.per_example_grads(theta, x, y)
-        H = G.T @ G
-    else:
-        raise ValueError(f"curvature must be one of {_CURVATURES} or a (P, P) tensor, got {kind!r}")
-    H = 0.5 * (H + H.T)
-    return H.detach() + l2 * eye
+def _check_kind(kind: Any) -> str:
+    return check_option(kind, "kind", _CURVATURES)
 
 
 def objective_curvature(
@@ -215,7 +336,8 @@ def objective_curvature(
     ``kind="hessian"``: :math:`\nabla^2 J = \sum_i \nabla^2\ell_i + \lambda I`;
     ``kind="ggn"``: the generalised Gauss–Newton matrix
     :math:`\sum_i J_i^\top \nabla_f^2 \ell_i\, J_i + \lambda I` with :math:`J_i = \partial f(x_i)/\partial\theta`,
-    which for the named likelihoods is :math:`n` times the Fisher information;
+    which for the named likelihoods is :math:`n` times the Fisher information (computed as such by
+    :func:`fisherbook.curvature.fisher`; a callable loss must be convex in the outputs);
     ``kind="empirical"``: :math:`\sum_i \nabla\ell_i \nabla\ell_i^\top + \lambda I` (the empirical Fisher
     times :math:`n`). For a generalised linear model with canonical link the first two coincide.
 
@@ -226,7 +348,7 @@ def objective_curvature(
     loss : str or Callable
         A likelihood name (see :func:`per_example_loss`) or ``loss(outputs, targets) -> (n,)``.
     inputs, targets : Tensor
-        The training data, ``n`` rows each.
+        The training data, ``n >= 1`` rows each, finite; targets as the likelihood needs them.
     kind : str
         Which curvature: ``"hessian"``, ``"ggn"`` or ``"empirical"``.
     l2 : float
@@ -249,11 +371,12 @@ def objective_curvature(
     >>> torch.allclose(H, G)  # canonical link: observed = expected information
     True
     """
-    flat = _Flat(model, loss)
-    x, y = _check_data((inputs, targets), "inputs/targets", flat.theta0)
-    if not isinstance(kind, str):
-        raise TypeError(f"kind must be one of {_CURVATURES}, got {type(kind).__name__}")
-    return _curvature(flat, flat.theta0, x, y, kind, _check_l2(l2))
+    prob = _Problem(model, loss)
+    kind = _check_kind(kind)
+    l2 = check_real(l2, "l2", low=0.0)
+    check_model_mode(model, "the curvature", per_example=True)
+    x, y = prob.data((inputs, targets), "inputs/targets")
+    return prob.curvature(prob.theta0, x, y, kind, l2)
 
 
 def _newton(
@@ -267,7 +390,8 @@ def _newton(
 ) -> tuple[Tensor, int]:
     """Newton iterations with the Hessian refreshed every ``refresh`` steps (and a backtracking
     line search when ``obj_fn`` is given); stops when the gradient norm falls below ``tol``."""
-    chol = None
+    chol: Tensor | None = None
+    g = grad_fn(theta)
     for step in range(max_steps + 1):
         g = grad_fn(theta)
         if torch.linalg.vector_norm(g) <= tol:
@@ -278,7 +402,7 @@ def _newton(
             H = hess_fn(theta)
             chol, info = torch.linalg.cholesky_ex(H)
             if int(info) != 0:
-                raise ValueError("the curvature is not positive definite; increase l2")
+                raise NotPositiveDefiniteError("the curvature of the objective is not positive definite; increase l2")
         d = torch.cholesky_solve(g.unsqueeze(1), chol).squeeze(1)
         if obj_fn is None:
             theta = theta - d
@@ -288,17 +412,14 @@ def _newton(
             while t > 1e-10 and obj_fn(theta - t * d) > f0 - 1e-4 * t * slope:
                 t *= 0.5
             theta = theta - t * d
-    raise RuntimeError(
+    raise ConvergenceError(
         f"Newton iterations did not reach gradient norm {tol:g} in {max_steps} steps "
-        f"(last {float(torch.linalg.vector_norm(g)):.3g})"
+        f"(last {float(torch.linalg.vector_norm(g)):.3g}); raise max_steps or tol"
     )
 
 
-def _check_tol(tol: float, max_steps: int) -> None:
-    if not (float(tol) > 0):
-        raise ValueError(f"tol must be > 0, got {tol}")
-    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
-        raise ValueError(f"max_steps must be an integer >= 1, got {max_steps!r}")
+def _check_tol(tol: Any, max_steps: Any) -> tuple[float, int]:
+    return check_real(tol, "tol", low=0.0, open_low=True), check_int(max_steps, "max_steps", minimum=1)
 
 
 def fit_newton(
@@ -311,7 +432,7 @@ def fit_newton(
     tol: float = 1e-9,
     max_steps: int = 100,
 ) -> int:
-    r"""Minimise :math:`J(\theta) = \sum_i \ell_i(\theta) + \tfrac{\lambda}{2}\lVert\theta\rVert^2` by Newton's method, in place.
+    r"""Minimise :math:`J(\theta) = \sum_i \ell_i(\theta) + \tfrac{\lambda}{2}\lVert\theta\rVert^2` by Newton, in place.
 
     Exact Hessian, Cholesky solve, backtracking (Armijo) line search; meant for small convex
     models (linear, logistic, softmax regression), whose minimiser :func:`influence_scores` and
@@ -325,7 +446,7 @@ def fit_newton(
     loss : str or Callable
         A likelihood name (see :func:`per_example_loss`) or ``loss(outputs, targets) -> (n,)``.
     inputs, targets : Tensor
-        The training data.
+        The training data, ``n >= 1`` rows each, finite.
     l2 : float
         Ridge coefficient :math:`\lambda \ge 0`.
     tol : float
@@ -340,8 +461,10 @@ def fit_newton(
 
     Raises
     ------
-    RuntimeError
-        If the tolerance is not reached in ``max_steps`` steps.
+    ConvergenceError
+        If the tolerance is not reached in ``max_steps`` steps (a ``RuntimeError``).
+    NotPositiveDefiniteError
+        If the Hessian of :math:`J` is not positive definite on the way (increase ``l2``).
 
     Examples
     --------
@@ -352,21 +475,22 @@ def fit_newton(
     >>> round(model.weight.item(), 6), round(model.bias.item(), 6)
     (3.0, 1.0)
     """
-    flat = _Flat(model, loss)
-    x, y = _check_data((inputs, targets), "inputs/targets", flat.theta0)
-    l2 = _check_l2(l2)
-    _check_tol(tol, max_steps)
-    obj = _objective(flat, x, y, l2)
+    prob = _Problem(model, loss)
+    l2 = check_real(l2, "l2", low=0.0)
+    tol, max_steps = _check_tol(tol, max_steps)
+    check_model_mode(model, "the objective", per_example=True)
+    x, y = prob.data((inputs, targets), "inputs/targets")
+    obj = _objective(prob, x, y, l2)
     theta, steps = _newton(
-        _objective_grad(flat, x, y, l2),
-        flat.theta0.clone(),
-        lambda t: _curvature(flat, t, x, y, "hessian", l2),
+        _objective_grad(prob, x, y, l2),
+        prob.theta0.clone(),
+        lambda t: prob.curvature(t, x, y, "hessian", l2),
         lambda t: obj(t).detach(),
         tol,
         max_steps,
         refresh=1,
     )
-    flat.load(theta)
+    prob.load(theta)
     return steps
 
 
@@ -400,12 +524,12 @@ def influence_scores(
     loss : str or Callable
         A likelihood name (see :func:`per_example_loss`) or ``loss(outputs, targets) -> (n,)``.
     train, test : tuple of Tensor
-        ``(inputs, targets)`` pairs.
+        ``(inputs, targets)`` pairs, each with at least one row, finite.
     l2 : float
         Ridge coefficient :math:`\lambda \ge 0` used in fitting.
     curvature : str or Tensor
-        Which matrix :math:`C`: ``"hessian"``, ``"ggn"`` or ``"empirical"``; a tensor must be ``(P, P)`` (e.g. from the curvature engine,
-        already including the ridge term).
+        Which matrix :math:`C`: ``"hessian"``, ``"ggn"`` or ``"empirical"``; a tensor must be a
+        finite ``(P, P)`` matrix (e.g. from the curvature engine, already including the ridge term).
     damping : float
         :math:`\delta \ge 0` added to the diagonal.
 
@@ -413,6 +537,11 @@ def influence_scores(
     -------
     Tensor
         :math:`\Delta`, shape ``(n_train,)``, in the model's dtype.
+
+    Raises
+    ------
+    NotPositiveDefiniteError
+        If :math:`C + \delta I` is not positive definite (increase ``l2`` or ``damping``).
 
     Examples
     --------
@@ -423,37 +552,56 @@ def influence_scores(
     >>> g = torch.Generator().manual_seed(0)
     >>> x = torch.randn(50, 2, generator=g, dtype=torch.float64); y = x @ torch.tensor([1.0, -2.0], dtype=torch.float64)
     >>> model = torch.nn.Linear(2, 1, bias=False).double()
-    >>> _ = fit_newton(model, "gaussian", x, y.unsqueeze(1) + 0.1 * torch.randn(50, 1, generator=g, dtype=torch.float64))
+    >>> noise = 0.1 * torch.randn(50, 1, generator=g, dtype=torch.float64)
+    >>> _ = fit_newton(model, "gaussian", x, y.unsqueeze(1) + noise)
     >>> data = (x, y.unsqueeze(1))
     >>> pred = influence_scores(model, "gaussian", data, data)
     >>> pred.shape
     torch.Size([50])
     """
-    flat = _Flat(model, loss)
-    xtr, ytr = _check_data(train, "train", flat.theta0)
-    xte, yte = _check_data(test, "test", flat.theta0)
-    l2 = _check_l2(l2)
-    damping = float(damping)
-    if not damping >= 0 or damping == float("inf"):
-        raise ValueError(f"damping must be a finite number >= 0, got {damping}")
-    theta = flat.theta0
+    prob = _Problem(model, loss)
+    l2 = check_real(l2, "l2", low=0.0)
+    damping = check_real(damping, "damping", low=0.0)
+    if not isinstance(curvature, str | Tensor):
+        raise ArgumentTypeError(f"curvature must be one of {_CURVATURES} or a tensor, got {type(curvature).__name__}")
+    if isinstance(curvature, str):
+        curvature = check_option(curvature, "curvature", _CURVATURES)
+    check_model_mode(model, "the influence scores", per_example=True)
+    xtr, ytr = prob.data(train, "train")
+    xte, yte = prob.data(test, "test")
+    theta = prob.theta0
     P = theta.numel()
     if isinstance(curvature, Tensor):
         if curvature.shape != (P, P):
-            raise ValueError(f"curvature tensor must have shape ({P}, {P}), got {tuple(curvature.shape)}")
-        C = curvature.detach().to(dtype=theta.dtype, device=theta.device)
-    elif isinstance(curvature, str):
-        C = _curvature(flat, theta, xtr, ytr, curvature, l2)
+            raise ShapeError(f"curvature tensor must have shape ({P}, {P}) (the trainable parameters), got "
+                             f"{tuple(curvature.shape)}")
+        C = check_finite(curvature.detach().to(dtype=theta.dtype, device=theta.device), "curvature")
     else:
-        raise TypeError(f"curvature must be one of {_CURVATURES} or a tensor, got {type(curvature).__name__}")
+        C = prob.curvature(theta, xtr, ytr, curvature, l2)
     C = C + damping * torch.eye(P, dtype=theta.dtype, device=theta.device)
     chol, info = torch.linalg.cholesky_ex(0.5 * (C + C.T))
     if int(info) != 0:
-        raise ValueError("curvature (+ damping) is not positive definite; increase l2 or damping")
-    g_test = grad(lambda t: flat.losses(t, xte, yte).mean())(theta).detach()
+        raise NotPositiveDefiniteError("curvature (+ damping) is not positive definite; increase l2 or damping")
+    g_test = grad(lambda t: prob.losses(t, xte, yte).mean())(theta).detach()
     s_test = torch.cholesky_solve(g_test.unsqueeze(1), chol).squeeze(1)
-    G = flat.per_example_grads(theta, xtr, ytr).detach()
+    G = prob.loss_grads(xtr, ytr)
     return G @ s_test
+
+
+def _check_indices(indices: Any, n: int) -> list[int]:
+    if isinstance(indices, str | bytes):
+        raise ArgumentTypeError(f"indices must be integers in [0, {n}), got {type(indices).__name__}")
+    try:
+        idx = torch.as_tensor(indices).reshape(-1)
+    except (TypeError, ValueError, RuntimeError):
+        raise ArgumentTypeError(f"indices must be integers in [0, {n}), got {type(indices).__name__}") from None
+    if idx.numel() == 0:
+        raise ShapeError("indices must not be empty")
+    if idx.is_floating_point() or idx.is_complex() or idx.dtype == torch.bool:
+        raise ArgumentTypeError(f"indices must be integers in [0, {n}), got dtype {idx.dtype}")
+    if int(idx.min()) < 0 or int(idx.max()) >= n:
+        raise InvalidArgumentError(f"indices must lie in [0, {n}), got values in [{int(idx.min())}, {int(idx.max())}]")
+    return [int(i) for i in idx.tolist()]
 
 
 def leave_one_out(
@@ -484,9 +632,9 @@ def leave_one_out(
     loss : str or Callable
         A likelihood name (see :func:`per_example_loss`) or ``loss(outputs, targets) -> (n,)``.
     train, test : tuple of Tensor
-        ``(inputs, targets)`` pairs.
+        ``(inputs, targets)`` pairs, each with at least one row, finite.
     indices : Sequence or Tensor
-        Training points to remove, one at a time; each in ``[0, n_train)``.
+        Training points to remove, one at a time; integers in ``[0, n_train)``, at least one.
     l2 : float
         Ridge coefficient :math:`\lambda \ge 0`.
     tol : float
@@ -501,8 +649,8 @@ def leave_one_out(
 
     Raises
     ------
-    RuntimeError
-        If a retraining does not converge.
+    ConvergenceError
+        If a retraining does not converge (a ``RuntimeError``).
 
     Examples
     --------
@@ -514,28 +662,29 @@ def leave_one_out(
     >>> leave_one_out(model, "gaussian", (x, y), (x[:1], y[:1]), [3]).shape
     torch.Size([1])
     """
-    flat = _Flat(model, loss)
-    xtr, ytr = _check_data(train, "train", flat.theta0)
-    xte, yte = _check_data(test, "test", flat.theta0)
-    l2 = _check_l2(l2)
-    _check_tol(tol, max_steps)
-    n = xtr.shape[0]
-    idx = torch.as_tensor(indices).reshape(-1)
-    if idx.is_floating_point() or idx.dtype == torch.bool:
-        raise TypeError("indices must be integers")
-    if idx.numel() == 0 or int(idx.min()) < 0 or int(idx.max()) >= n:
-        raise ValueError(f"indices must be non-empty and lie in [0, {n}), got {idx.tolist()[:5]}...")
+    prob = _Problem(model, loss)
+    l2 = check_real(l2, "l2", low=0.0)
+    tol, max_steps = _check_tol(tol, max_steps)
+    check_model_mode(model, "the retrained losses", per_example=True)
+    xtr, ytr = prob.data(train, "train")
+    xte, yte = prob.data(test, "test")
+    idx = _check_indices(indices, xtr.shape[0])
 
-    hess_full = lambda t: _curvature(flat, t, xtr, ytr, "hessian", l2)  # noqa: E731
+    def hess_full(t: Tensor) -> Tensor:
+        return prob.curvature(t, xtr, ytr, "hessian", l2)
+
     theta_hat, _ = _newton(
-        _objective_grad(flat, xtr, ytr, l2), flat.theta0.clone(), hess_full, None, tol, max_steps, refresh=1
+        _objective_grad(prob, xtr, ytr, l2), prob.theta0.clone(), hess_full, None, tol, max_steps, refresh=1
     )
     H_hat = hess_full(theta_hat)
-    test_loss = lambda t: flat.losses(t, xte, yte).mean().detach()  # noqa: E731
+
+    def test_loss(t: Tensor) -> Tensor:
+        return prob.losses(t, xte, yte).mean().detach()
+
     base = test_loss(theta_hat)
-    single_hess = hessian(flat.single_loss)
+    single_hess = hessian(prob.single_loss)
     out = []
-    for i in idx.tolist():
+    for i in idx:
         xi, yi = xtr[i], ytr[i]
         H_i = single_hess(theta_hat, xi, yi).detach()
 
@@ -545,7 +694,7 @@ def leave_one_out(
             return hess_full(t) - single_hess(t, xi, yi).detach()
 
         theta_i, _ = _newton(
-            _objective_grad(flat, xtr, ytr, l2, drop=i),
+            _objective_grad(prob, xtr, ytr, l2, drop=i),
             theta_hat,
             hess_minus,
             None,

@@ -1,4 +1,4 @@
-r"""Last-layer Laplace approximation of a trained network, and calibration metrics.
+r"""Last-layer Laplace approximation of a trained network.
 
 The last ``nn.Linear`` layer of a trained classifier, :math:`f(x) = W \phi(x) + b` with fixed
 features :math:`\phi`, gets a Gaussian posterior around its trained (MAP) weights
@@ -24,34 +24,58 @@ the Laplace evidence
    \log p(D \mid \tau) \approx \log p(D \mid \hat\theta) - \tfrac\tau2 \lVert\hat\theta\rVert^2
    + \tfrac P2 \log\tau - \tfrac12 \log\det(N F + \tau I).
 
-:func:`expected_calibration_error` and :func:`calibration_curve` measure how well predicted
-confidences match accuracies.
+The log-likelihood at the MAP and the Fisher come from the curvature core
+(``fisherbook.curvature.likelihoods``, :func:`fisherbook.curvature.fisher`). The calibration
+metrics that measure how well the predictive's confidences match accuracies,
+``expected_calibration_error`` and ``calibration_curve``, live in ``fisherbook.bayes.calibration``
+(and can still be imported from here).
+
+Bad arguments raise the :mod:`fisherbook.errors` classes; a model in training mode with dropout or
+batch normalisation gets a :class:`~fisherbook.errors.ModelModeWarning` (its features, and so the
+Fisher and the predictive, would change from call to call).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, jacrev, vmap
 
+from .._validate import check_int, check_option, check_real, check_tensor
 from ..curvature import fisher as _fisher
+from ..curvature.likelihoods import get_likelihood
+from ..curvature.representations import CurvatureMatrix
+from ..errors import (
+    ArgumentTypeError,
+    FisherbookError,
+    InvalidArgumentError,
+    ShapeError,
+    SizeLimitError,
+    UnsupportedError,
+)
+from ._checks import check_inputs, check_model_mode, check_outputs, check_targets
 
-__all__ = ["LastLayerLaplace", "calibration_curve", "expected_calibration_error"]
+# re-exported for ``from fisherbook.bayes.laplace import calibration_curve`` (their home is calibration.py)
+from .calibration import calibration_curve as calibration_curve
+from .calibration import expected_calibration_error as expected_calibration_error
+
+__all__ = ["LastLayerLaplace"]
 
 _LIKELIHOODS = ("categorical", "bernoulli")
 _METHODS = ("probit", "mc", "map")
+_REPRESENTATIONS = ("kfac", "diagonal", "dense", "block_diagonal")
+_MAX_MC_ENTRIES = 2**27  # predict(method="mc"): n_samples x n x C draws, 1 GiB of float64
 
 
-def _positive(value: float, name: str) -> float:
-    if isinstance(value, Tensor) and value.numel() == 1:
-        value = float(value)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a positive float, got {type(value).__name__}")
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite float > 0, got {value}")
-    return float(value)
+class NotFittedError(FisherbookError, RuntimeError):
+    """A method that needs :meth:`LastLayerLaplace.fit` was called before it (a ``RuntimeError``)."""
+
+
+def _positive(value: Any, name: str) -> float:
+    return check_real(value, name, low=0.0, open_low=True)
 
 
 class LastLayerLaplace:
@@ -100,25 +124,35 @@ class LastLayerLaplace:
         prior_precision: float = 1.0,
     ) -> None:
         if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        if likelihood not in _LIKELIHOODS:
-            raise ValueError(f"likelihood must be one of {_LIKELIHOODS}, got {likelihood!r}")
+            raise ArgumentTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        likelihood = check_option(likelihood, "likelihood", _LIKELIHOODS)
         if not isinstance(representation, str):
-            raise TypeError(f"representation must be a string, got {type(representation).__name__}")
+            raise ArgumentTypeError(f"representation must be one of {_REPRESENTATIONS}, got "
+                                    f"{type(representation).__name__}")
         if representation == "matrix_free":
-            raise ValueError("representation 'matrix_free' has no logdet; use 'kfac', 'diagonal', 'dense' "
-                             "or 'block_diagonal'")
+            raise UnsupportedError("representation 'matrix_free' has no logdet; use 'kfac', 'diagonal', 'dense' "
+                                   "or 'block_diagonal'")
+        representation = check_option(representation, "representation", _REPRESENTATIONS)
         linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
         if not linears:
-            raise ValueError("model must contain an nn.Linear layer (its last one is made Bayesian)")
+            raise UnsupportedError("model must contain an nn.Linear layer (its last one is made Bayesian)")
         self.model = model
         self.last = linears[-1]
         self.likelihood = likelihood
         self.representation = representation
-        self.prior_precision = _positive(prior_precision, "prior_precision")
-        self.fisher = None
+        self.prior_precision = prior_precision
+        self.fisher: CurvatureMatrix | None = None
         self.n_data = 0
         self._map_loglik: Tensor | None = None
+
+    @property
+    def prior_precision(self) -> float:
+        r"""The prior precision :math:`\tau > 0` (validated when set)."""
+        return self._prior_precision
+
+    @prior_precision.setter
+    def prior_precision(self, value: float) -> None:
+        self._prior_precision = _positive(value, "prior_precision")
 
     # -- features and last-layer parameters -------------------------------------------------
     @property
@@ -133,10 +167,8 @@ class LastLayerLaplace:
 
     def features(self, inputs: Tensor) -> tuple[Tensor, Tensor]:
         """Inputs to the last layer and the model's outputs, without gradient tracking."""
-        if not isinstance(inputs, Tensor):
-            raise TypeError(f"inputs must be a torch.Tensor, got {type(inputs).__name__}")
-        if inputs.dim() == 0 or inputs.shape[0] == 0:
-            raise ValueError(f"inputs must have at least one example along dim 0, got shape {tuple(inputs.shape)}")
+        check_inputs(inputs)
+        check_model_mode(self.model, "the features", per_example=False, stacklevel=4)
         p0 = next(self.last.parameters())
         if inputs.is_floating_point():
             inputs = inputs.to(dtype=p0.dtype, device=p0.device)
@@ -148,19 +180,21 @@ class LastLayerLaplace:
         finally:
             handle.remove()
         if not captured:
-            raise ValueError("the model's last nn.Linear was not called in forward")
+            raise UnsupportedError("the model's last nn.Linear was not called in forward")
         phi = captured[-1]
         with torch.no_grad():
             direct = self.last(phi)
         if direct.shape != out.shape or not torch.allclose(direct, out):
-            raise ValueError("the model's output must be its last nn.Linear applied to the features")
+            raise UnsupportedError("the model's output must be its last nn.Linear applied to the features")
+        check_outputs(out, inputs.shape[0])
         if self.likelihood == "bernoulli" and out.reshape(out.shape[0], -1).shape[1] != 1:
-            raise ValueError(f"likelihood 'bernoulli' needs one output per example, got shape {tuple(out.shape)}")
+            raise ShapeError(f"likelihood 'bernoulli' needs one output per example, got shape {tuple(out.shape)}")
         return phi, out
 
-    def _check_fitted(self) -> None:
+    def _check_fitted(self) -> CurvatureMatrix:
         if self.fisher is None:
-            raise RuntimeError("call fit(inputs, targets) first")
+            raise NotFittedError("call fit(inputs, targets) first")
+        return self.fisher
 
     # -- fitting -------------------------------------------------------------------------------
     def fit(self, inputs: Tensor, targets: Tensor) -> LastLayerLaplace:
@@ -177,20 +211,36 @@ class LastLayerLaplace:
         -------
         LastLayerLaplace
             ``self``.
+
+        Raises
+        ------
+        ShapeError
+            If ``inputs`` is empty or ``targets`` does not hold one entry per input.
+        NonFiniteError
+            If ``inputs``, ``targets`` or the model's outputs hold NaN or infinite values.
+        InvalidArgumentError
+            If ``targets`` are not class indices in range (``"categorical"``) or 0/1 labels
+            (``"bernoulli"``).
+
+        Warns
+        -----
+        ModelModeWarning
+            If the model is in training mode with dropout or batch normalisation (the features,
+            and so the Fisher, would change from call to call).
         """
         phi, out = self.features(inputs)
-        if not isinstance(targets, Tensor) or targets.shape[0] != phi.shape[0]:
-            raise ValueError(f"targets must be a tensor with {phi.shape[0]} entries (one per input)")
+        if not isinstance(targets, Tensor):
+            raise ArgumentTypeError(f"targets must be a torch.Tensor, got {type(targets).__name__}")
+        if targets.ndim == 0 or targets.shape[0] != phi.shape[0]:
+            raise ShapeError(f"targets must be a tensor with {phi.shape[0]} entries (one per input), got shape "
+                             f"{tuple(targets.shape)}")
+        check_tensor(targets, "targets")
         out = out.reshape(out.shape[0], -1)
-        if self.likelihood == "categorical":
-            if targets.is_floating_point() or targets.min() < 0 or targets.max() >= out.shape[1]:
-                raise ValueError(f"targets must be class indices in [0, {out.shape[1]})")
-            ll = -nn.functional.cross_entropy(out, targets.to(out.device), reduction="sum")
-        else:
-            t = targets.reshape(-1).to(out)
-            if not torch.all((t == 0) | (t == 1)):
-                raise ValueError("targets must be 0/1 labels for likelihood 'bernoulli'")
-            ll = -nn.functional.binary_cross_entropy_with_logits(out[:, 0], t, reduction="sum")
+        check_targets(self.likelihood, out, targets)
+        lik = get_likelihood(self.likelihood)
+        t = targets.to(out.device)
+        t = t.reshape(-1) if self.likelihood == "categorical" else t.reshape(out.shape).to(out.dtype)
+        ll = lik.log_prob(out, t).sum()
         self.fisher = _fisher(self.last, phi, likelihood=self.likelihood, kind="true",
                               representation=self.representation)
         self.n_data = int(phi.shape[0])
@@ -219,11 +269,12 @@ class LastLayerLaplace:
         Tensor
             A scalar in the model's dtype.
         """
-        self._check_fitted()
+        fisher = self._check_fitted()
+        assert self._map_loglik is not None
         tau = self.prior_precision if prior_precision is None else _positive(prior_precision, "prior_precision")
         n, theta = self.n_data, self.theta_map
         P = theta.numel()
-        logdet = P * math.log(n) + self.fisher.logdet(damping=tau / n)
+        logdet = P * math.log(n) + fisher.logdet(damping=tau / n)
         return self._map_loglik - 0.5 * tau * (theta @ theta) + 0.5 * P * math.log(tau) - 0.5 * logdet
 
     def optimize_prior_precision(self, grid: Tensor | None = None) -> float:
@@ -242,10 +293,9 @@ class LastLayerLaplace:
         self._check_fitted()
         if grid is None:
             grid = torch.logspace(-4, 4, 81, dtype=torch.float64)
-        if not isinstance(grid, Tensor) or grid.dim() != 1 or grid.numel() == 0:
-            raise ValueError("grid must be a non-empty 1-D tensor of positive values")
-        if not bool((grid > 0).all()) or not bool(torch.isfinite(grid).all()):
-            raise ValueError("grid must hold finite values > 0")
+        grid = check_tensor(grid, "grid", ndim=1)
+        if not bool((grid > 0).all()):
+            raise InvalidArgumentError("grid must hold finite values > 0")
         values = torch.stack([self.log_marginal_likelihood(float(t)) for t in grid])
         self.prior_precision = float(grid[int(values.argmax())])
         return self.prior_precision
@@ -273,14 +323,14 @@ class LastLayerLaplace:
         tuple of Tensor
             Means of shape ``(n, C)`` and covariances of shape ``(n, C, C)``.
         """
-        self._check_fitted()
+        fisher = self._check_fitted()
         phi, out = self.features(inputs)
         out = out.reshape(out.shape[0], -1)
         J = self._jacobian(phi)  # (n, C, P)
         n, C, P = J.shape
         tau = self.prior_precision
         cols = J.reshape(n * C, P).T  # (P, nC)
-        sol = self.fisher.solve(cols, damping=tau / self.n_data) / self.n_data
+        sol = fisher.solve(cols, damping=tau / self.n_data) / self.n_data
         cov = torch.einsum("ncp,ndp->ncd", J, sol.T.reshape(n, C, P))
         return out, 0.5 * (cov + cov.transpose(1, 2))
 
@@ -306,7 +356,8 @@ class LastLayerLaplace:
         method : str
             Approximation of the predictive integral: ``"probit"``, ``"mc"`` or ``"map"``.
         n_samples : int
-            Draws for ``"mc"``.
+            Draws for ``"mc"``; ``n_samples`` times the number of logits is limited to
+            :math:`2^{27}` (:class:`~fisherbook.errors.SizeLimitError`: predict in batches).
         generator : torch.Generator, optional
             Random generator for ``"mc"``.
 
@@ -316,12 +367,10 @@ class LastLayerLaplace:
             ``(n, C)`` probabilities for ``"categorical"``, ``(n,)`` probabilities of class 1 for
             ``"bernoulli"``.
         """
-        if method not in _METHODS:
-            raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
-        if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
-            raise ValueError(f"n_samples must be an integer >= 1, got {n_samples!r}")
+        method = check_option(method, "method", _METHODS)
+        n_samples = check_int(n_samples, "n_samples", minimum=1)
         if generator is not None and not isinstance(generator, torch.Generator):
-            raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+            raise ArgumentTypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
         link = (lambda f: torch.softmax(f, -1)) if self.likelihood == "categorical" else torch.sigmoid
         if method == "map":
             _, out = self.features(inputs)
@@ -332,116 +381,13 @@ class LastLayerLaplace:
                 var = torch.diagonal(cov, dim1=1, dim2=2)
                 probs = link(mean / torch.sqrt(1 + math.pi / 8 * var))
             else:
+                if n_samples * mean.numel() > _MAX_MC_ENTRIES:
+                    raise SizeLimitError(
+                        f"method='mc' would draw {n_samples} x {mean.shape[0]} x {mean.shape[1]} logits, more than the "
+                        f"limit of {_MAX_MC_ENTRIES}; use fewer n_samples or predict on smaller batches of inputs")
                 evals, evecs = torch.linalg.eigh(cov)
                 root = evecs * evals.clamp_min(0).sqrt().unsqueeze(1)  # (n, C, C): cov = root root^T
                 z = torch.randn((n_samples,) + mean.shape, dtype=mean.dtype, device=mean.device, generator=generator)
                 f = mean + torch.einsum("ncd,snd->snc", root, z)
                 probs = link(f).mean(0)
         return probs if self.likelihood == "categorical" else probs[:, 0]
-
-
-def _check_probs_targets(probs: Tensor, targets: Tensor, n_bins: int) -> tuple[Tensor, Tensor, Tensor]:
-    if not isinstance(probs, Tensor) or not isinstance(targets, Tensor):
-        raise TypeError("probs and targets must be torch tensors")
-    if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1:
-        raise ValueError(f"n_bins must be an integer >= 1, got {n_bins!r}")
-    if probs.dim() == 1:
-        probs = torch.stack([1 - probs, probs], dim=1)
-    if probs.dim() != 2 or probs.shape[0] == 0:
-        raise ValueError(f"probs must have shape (n,) or (n, C) with n >= 1, got {tuple(probs.shape)}")
-    if targets.shape != (probs.shape[0],):
-        raise ValueError(f"targets must have shape ({probs.shape[0]},), got {tuple(targets.shape)}")
-    if not bool(torch.isfinite(probs).all()) or bool((probs < 0).any()) or bool((probs > 1).any()):
-        raise ValueError("probs must lie in [0, 1]")
-    if not torch.allclose(probs.sum(1), torch.ones(1, dtype=probs.dtype), atol=1e-4):
-        raise ValueError("probs must sum to 1 over classes")
-    targets = targets.reshape(-1)
-    if targets.is_floating_point():
-        if not bool(((targets == 0) | (targets == 1)).all()):
-            raise ValueError("floating-point targets must be 0/1 labels")
-        targets = targets.long()
-    if bool((targets < 0).any()) or bool((targets >= probs.shape[1]).any()):
-        raise ValueError(f"targets must be class indices in [0, {probs.shape[1]})")
-    conf, pred = probs.max(1)
-    correct = (pred == targets).to(probs.dtype)
-    bins = torch.clamp((conf * n_bins).ceil().long() - 1, 0, n_bins - 1)  # bin b covers (b/B, (b+1)/B]
-    return conf, correct, bins
-
-
-def calibration_curve(probs: Tensor, targets: Tensor, n_bins: int = 15) -> tuple[Tensor, Tensor, Tensor]:
-    r"""Reliability-diagram data: mean confidence, accuracy and count per confidence bin.
-
-    The confidence of a prediction is its largest class probability; bins are equal-width on
-    :math:`(0, 1]`. Empty bins report NaN confidence and accuracy with count 0.
-
-    Parameters
-    ----------
-    probs : Tensor
-        ``(n, C)`` class probabilities, or ``(n,)`` probabilities of class 1 (binary).
-    targets : Tensor
-        ``(n,)`` class indices (0/1 for binary).
-    n_bins : int
-        Number of bins, >= 1.
-
-    Returns
-    -------
-    tuple of Tensor
-        ``confidence``, ``accuracy`` (each shape ``(n_bins,)``) and ``counts`` (int64).
-
-    Examples
-    --------
-    >>> import torch
-    >>> conf, acc, cnt = calibration_curve(torch.tensor([[0.9, 0.1], [0.2, 0.8]]), torch.tensor([0, 0]), n_bins=5)
-    >>> cnt.tolist()
-    [0, 0, 0, 1, 1]
-    >>> acc[3:].tolist(), [round(c, 2) for c in conf[3:].tolist()]
-    ([0.0, 1.0], [0.8, 0.9])
-    """
-    conf, correct, bins = _check_probs_targets(probs, targets, n_bins)
-    counts = torch.bincount(bins, minlength=n_bins)
-    sum_conf = torch.zeros(n_bins, dtype=conf.dtype).index_add_(0, bins, conf)
-    sum_acc = torch.zeros(n_bins, dtype=conf.dtype).index_add_(0, bins, correct)
-    denom = counts.to(conf.dtype)
-    nan = torch.full_like(denom, float("nan"))
-    return (torch.where(counts > 0, sum_conf / denom.clamp_min(1), nan),
-            torch.where(counts > 0, sum_acc / denom.clamp_min(1), nan), counts)
-
-
-def expected_calibration_error(probs: Tensor, targets: Tensor, n_bins: int = 15) -> Tensor:
-    r"""Expected calibration error (Naeini et al. 2015; Guo et al. 2017).
-
-    .. math::
-
-       \mathrm{ECE} = \sum_{b=1}^B \frac{|B_b|}{n}\, \big|\operatorname{acc}(B_b) - \operatorname{conf}(B_b)\big|,
-
-    with predictions grouped into :math:`B` equal-width bins of confidence (largest class
-    probability).
-
-    Parameters
-    ----------
-    probs : Tensor
-        ``(n, C)`` class probabilities, or ``(n,)`` probabilities of class 1 (binary).
-    targets : Tensor
-        ``(n,)`` class indices (0/1 for binary).
-    n_bins : int
-        Number of bins :math:`B \ge 1`.
-
-    Returns
-    -------
-    Tensor
-        A scalar in :math:`[0, 1]`.
-
-    Examples
-    --------
-    Always 90 % confident, right 60 % of the time:
-
-    >>> import torch
-    >>> probs = torch.tensor([[0.9, 0.1]] * 10, dtype=torch.float64)
-    >>> targets = torch.tensor([0] * 6 + [1] * 4)
-    >>> round(expected_calibration_error(probs, targets).item(), 6)
-    0.3
-    """
-    conf, correct, bins = _check_probs_targets(probs, targets, n_bins)
-    n = conf.shape[0]
-    gap = torch.zeros(n_bins, dtype=conf.dtype).index_add_(0, bins, conf - correct)
-    return gap.abs().sum() / n

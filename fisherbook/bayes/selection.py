@@ -19,16 +19,28 @@ is available in closed form (:func:`gaussian_linear_log_evidence` with known noi
 :func:`nig_linear_log_evidence` with a normal-inverse-gamma prior on weights and noise), which
 is the exact reference the chapter and the tests compare against.
 
-Everything here computes in float64.
+Everything here computes in float64. Bad arguments raise the :mod:`fisherbook.errors` classes
+(NumPy scalars are accepted where Python numbers are).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
+
+from .._validate import check_finite, check_int, check_real, check_square
+from ..errors import (
+    ArgumentTypeError,
+    InvalidArgumentError,
+    NonFiniteError,
+    NotPositiveDefiniteError,
+    ShapeError,
+    SizeLimitError,
+)
 
 __all__ = [
     "bic",
@@ -39,28 +51,41 @@ __all__ = [
 ]
 
 _DTYPE = torch.float64
+_MAX_DESIGN_ENTRIES = 10**8  # polynomial_design: 800 MB of float64
 
 
-def _as_scalar(value: float | Tensor, name: str) -> Tensor:
-    t = torch.as_tensor(value, dtype=_DTYPE)
-    if t.numel() != 1:
-        raise ValueError(f"{name} must be a scalar, got shape {tuple(t.shape)}")
-    t = t.reshape(())
-    if not torch.isfinite(t):
-        raise ValueError(f"{name} must be finite, got {t.item()}")
-    return t
+def _as_scalar(value: Any, name: str) -> Tensor:
+    """A finite real scalar (Python or NumPy number, or a one-element tensor) as a float64 tensor."""
+    if isinstance(value, Tensor):
+        if value.numel() != 1:
+            raise ShapeError(f"{name} must be a scalar, got shape {tuple(value.shape)}")
+        if value.is_complex() or value.dtype == torch.bool:
+            raise ArgumentTypeError(f"{name} must be a real number, got a tensor of dtype {value.dtype}")
+        t = value.detach().to(_DTYPE).reshape(())
+        if not bool(torch.isfinite(t)):
+            raise NonFiniteError(f"{name} must be finite, got {t.item()}")
+        return t
+    return torch.tensor(check_real(value, name), dtype=_DTYPE)
 
 
 def _logdet_pd(matrix: Tensor, name: str) -> Tensor:
-    """log det of a symmetric positive-definite matrix via Cholesky; ValueError otherwise."""
-    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
-        raise ValueError(f"{name} must be a square matrix, got shape {tuple(matrix.shape)}")
-    if not torch.isfinite(matrix).all():
-        raise ValueError(f"{name} must be finite")
+    """log det of a symmetric positive-definite matrix via Cholesky; named errors otherwise.
+
+    Symmetry is checked (to 1e-8 relative to the largest entry), never imposed: the mean with the
+    transpose only removes round-off.
+    """
+    if matrix.ndim != 2:
+        raise ShapeError(f"{name} must be a square matrix, got shape {tuple(matrix.shape)}")
+    check_square(matrix, name)
+    check_finite(matrix, name)
+    scale = float(matrix.abs().max()) if matrix.numel() else 0.0
+    if scale > 0 and float((matrix - matrix.T).abs().max()) > 1e-8 * scale:
+        raise NotPositiveDefiniteError(f"{name} must be symmetric; its largest relative asymmetry is "
+                                       f"{float((matrix - matrix.T).abs().max()) / scale:.3g}")
     sym = 0.5 * (matrix + matrix.T)
     chol, info = torch.linalg.cholesky_ex(sym)
     if int(info) != 0:
-        raise ValueError(f"{name} must be symmetric positive definite (Cholesky failed)")
+        raise NotPositiveDefiniteError(f"{name} must be symmetric positive definite (Cholesky failed)")
     return 2.0 * torch.log(torch.diagonal(chol)).sum()
 
 
@@ -96,10 +121,8 @@ def bic(log_likelihood: float | Tensor, n_params: int, n_obs: int) -> Tensor:
     True
     """
     ll = _as_scalar(log_likelihood, "log_likelihood")
-    if isinstance(n_params, bool) or not isinstance(n_params, int) or n_params < 0:
-        raise ValueError(f"n_params must be an integer >= 0, got {n_params!r}")
-    if isinstance(n_obs, bool) or not isinstance(n_obs, int) or n_obs < 1:
-        raise ValueError(f"n_obs must be an integer >= 1, got {n_obs!r}")
+    n_params = check_int(n_params, "n_params", minimum=0)
+    n_obs = check_int(n_obs, "n_obs", minimum=1)
     return n_params * math.log(n_obs) - 2.0 * ll
 
 
@@ -153,55 +176,65 @@ def laplace_log_evidence(
     True
     """
     if not callable(log_joint):
-        raise TypeError(f"log_joint must be callable, got {type(log_joint).__name__}")
+        raise ArgumentTypeError(f"log_joint must be callable, got {type(log_joint).__name__}")
     if not isinstance(mode, Tensor):
-        raise TypeError(f"mode must be a torch.Tensor, got {type(mode).__name__}")
+        raise ArgumentTypeError(f"mode must be a torch.Tensor, got {type(mode).__name__}")
     if mode.ndim != 1 or mode.numel() == 0:
-        raise ValueError(f"mode must be a non-empty 1-D tensor, got shape {tuple(mode.shape)}")
+        raise ShapeError(f"mode must be a non-empty 1-D tensor, got shape {tuple(mode.shape)}")
+    if mode.is_complex() or mode.dtype == torch.bool:
+        raise ArgumentTypeError(f"mode must be a real tensor, got dtype {mode.dtype}")
     mode = mode.detach().to(_DTYPE)
-    if not torch.isfinite(mode).all():
-        raise ValueError("mode must be finite")
+    check_finite(mode, "mode")
     k = mode.numel()
     value = torch.as_tensor(log_joint(mode), dtype=_DTYPE).detach()
-    if value.numel() != 1 or not torch.isfinite(value):
-        raise ValueError("log_joint(mode) must be a finite scalar")
+    if value.numel() != 1:
+        raise ShapeError(f"log_joint(mode) must be a scalar, got shape {tuple(value.shape)}")
+    if not bool(torch.isfinite(value).all()):
+        raise NonFiniteError(f"log_joint(mode) must be finite, got {value.reshape(-1)[0].item()}")
     if precision is None:
         hess = torch.func.hessian(lambda t: log_joint(t).reshape(()))(mode).detach()
         A = -hess.to(_DTYPE)
         name = "the negative Hessian of log_joint at mode"
     else:
         if not isinstance(precision, Tensor):
-            raise TypeError(f"precision must be a torch.Tensor, got {type(precision).__name__}")
+            raise ArgumentTypeError(f"precision must be a torch.Tensor, got {type(precision).__name__}")
         if precision.shape != (k, k):
-            raise ValueError(f"precision must have shape ({k}, {k}), got {tuple(precision.shape)}")
+            raise ShapeError(f"precision must have shape ({k}, {k}), got {tuple(precision.shape)}")
         A = precision.detach().to(_DTYPE)
         name = "precision"
     return value.reshape(()) + 0.5 * k * math.log(2 * math.pi) - 0.5 * _logdet_pd(A, name)
 
 
-def _check_design(X: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+def _check_design(X: Any, y: Any) -> tuple[Tensor, Tensor]:
     if not isinstance(X, Tensor) or not isinstance(y, Tensor):
-        raise TypeError("X and y must be torch tensors")
+        raise ArgumentTypeError(f"X and y must be torch tensors, got {type(X).__name__} and {type(y).__name__}")
     if X.ndim != 2:
-        raise ValueError(f"X must be 2-D (n, k), got shape {tuple(X.shape)}")
+        raise ShapeError(f"X must be 2-D (n, k), got shape {tuple(X.shape)}")
     if y.ndim != 1 or y.shape[0] != X.shape[0]:
-        raise ValueError(f"y must be 1-D with X.shape[0] = {X.shape[0]} entries, got shape {tuple(y.shape)}")
+        raise ShapeError(f"y must be 1-D with X.shape[0] = {X.shape[0]} entries, got shape {tuple(y.shape)}")
     if X.shape[0] == 0 or X.shape[1] == 0:
-        raise ValueError("X must have at least one row and one column")
+        raise ShapeError(f"X must have at least one row and one column, got shape {tuple(X.shape)}")
+    for t, name in ((X, "X"), (y, "y")):
+        if t.is_complex() or t.dtype == torch.bool:
+            raise ArgumentTypeError(f"{name} must be a real tensor, got dtype {t.dtype}")
     X, y = X.to(_DTYPE), y.to(_DTYPE)
-    if not (torch.isfinite(X).all() and torch.isfinite(y).all()):
-        raise ValueError("X and y must be finite")
+    check_finite(X, "X")
+    check_finite(y, "y")
     return X, y
 
 
-def _prior_precision_vector(prior_precision: float | Tensor, k: int) -> Tensor:
-    alpha = torch.as_tensor(prior_precision, dtype=_DTYPE)
+def _prior_precision_vector(prior_precision: Any, k: int) -> Tensor:
+    if isinstance(prior_precision, Tensor):
+        alpha = prior_precision.detach().to(_DTYPE)
+    else:
+        alpha = torch.tensor(check_real(prior_precision, "prior_precision", low=0.0, open_low=True), dtype=_DTYPE)
     if alpha.ndim == 0:
         alpha = alpha.expand(k).clone()
     if alpha.shape != (k,):
-        raise ValueError(f"prior_precision must be a scalar or have shape ({k},), got {tuple(alpha.shape)}")
-    if not (torch.isfinite(alpha).all() and (alpha > 0).all()):
-        raise ValueError("prior_precision must be finite and > 0")
+        raise ShapeError(f"prior_precision must be a scalar or have shape ({k},), got {tuple(alpha.shape)}")
+    check_finite(alpha, "prior_precision")
+    if not bool((alpha > 0).all()):
+        raise InvalidArgumentError("prior_precision must be finite and > 0")
     return alpha
 
 
@@ -257,7 +290,7 @@ def gaussian_linear_log_evidence(
     alpha = _prior_precision_vector(prior_precision, k)
     sigma = _as_scalar(noise_scale, "noise_scale")
     if sigma <= 0:
-        raise ValueError(f"noise_scale must be > 0, got {sigma.item()}")
+        raise InvalidArgumentError(f"noise_scale must be > 0, got {sigma.item()}")
     s2 = sigma**2
     Lam = torch.diag(alpha) + X.T @ X / s2
     logdet = _logdet_pd(Lam, "posterior precision")
@@ -330,9 +363,9 @@ def nig_linear_log_evidence(
     a0 = _as_scalar(concentration, "concentration")
     b0 = _as_scalar(rate, "rate")
     if a0 <= 0:
-        raise ValueError(f"concentration must be > 0, got {a0.item()}")
+        raise InvalidArgumentError(f"concentration must be > 0, got {a0.item()}")
     if b0 <= 0:
-        raise ValueError(f"rate must be > 0, got {b0.item()}")
+        raise InvalidArgumentError(f"rate must be > 0, got {b0.item()}")
     Lam_n = torch.diag(alpha) + X.T @ X
     logdet_n = _logdet_pd(Lam_n, "posterior precision")
     m_n = torch.linalg.solve(Lam_n, X.T @ y)
@@ -359,7 +392,8 @@ def polynomial_design(x: Tensor, degree: int) -> Tensor:
     x : Tensor
         Inputs, shape ``(n,)``.
     degree : int
-        Polynomial degree :math:`d \ge 0`; the matrix has :math:`d + 1` columns.
+        Polynomial degree :math:`d \ge 0`; the matrix has :math:`d + 1` columns (at most
+        :math:`10^8` entries in all, else :class:`~fisherbook.errors.SizeLimitError`).
 
     Returns
     -------
@@ -373,10 +407,15 @@ def polynomial_design(x: Tensor, degree: int) -> Tensor:
     tensor([[1., 2., 4., 8.]], dtype=torch.float64)
     """
     if not isinstance(x, Tensor):
-        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-    if x.ndim != 1:
-        raise ValueError(f"x must be 1-D, got shape {tuple(x.shape)}")
-    if isinstance(degree, bool) or not isinstance(degree, int) or degree < 0:
-        raise ValueError(f"degree must be an integer >= 0, got {degree!r}")
+        raise ArgumentTypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if x.ndim != 1 or x.numel() == 0:
+        raise ShapeError(f"x must be 1-D and non-empty, got shape {tuple(x.shape)}")
+    if x.is_complex() or x.dtype == torch.bool:
+        raise ArgumentTypeError(f"x must be a real tensor, got dtype {x.dtype}")
+    degree = check_int(degree, "degree", minimum=0)
+    if x.numel() * (degree + 1) > _MAX_DESIGN_ENTRIES:
+        raise SizeLimitError(f"polynomial_design would allocate {x.numel()} x {degree + 1} entries, more than the "
+                             f"limit of {_MAX_DESIGN_ENTRIES:.0e}; use a smaller degree or fewer points")
     x = x.to(_DTYPE)
+    check_finite(x, "x")
     return x.unsqueeze(1) ** torch.arange(degree + 1, dtype=_DTYPE)

@@ -1,13 +1,44 @@
 r"""Continual learning with Fisher-weighted penalties (chapter 6).
 
-- :mod:`~fisherbook.continual.ewc`: EWC (separate and online), L2 and fine-tuning baselines, the diagonal
-  Fisher of a task, the accuracy matrix and its summaries.
+- ``fisherbook.continual.penalties``: the EWC and L2 penalties, the online-EWC Fisher update;
+- ``fisherbook.continual.fisher``: the diagonal Fisher of a task, the Fisher overlap of two tasks;
+- ``fisherbook.continual.strategies``: fine-tuning, L2 and EWC (separate and online) strategies;
+- ``fisherbook.continual.metrics``: average accuracy, backward transfer and forgetting of an
+  accuracy matrix;
+- ``fisherbook.continual.training``: the training loop that runs a strategy over a task sequence,
+  the MLPs and the evaluation it uses.
+
+``fisherbook.continual.ewc`` re-exports every name (the import path of chapter 6).
+Bad arguments raise the :mod:`fisherbook.errors` classes. The model-mode rule, wherever a
+Fisher is computed: dropout in training mode gives a :class:`~fisherbook.errors.ModelModeWarning`
+(the Fisher would change from call to call); batch normalisation in training mode is refused with
+:class:`~fisherbook.errors.UnsupportedError` (it uses the batch's statistics, so there is no
+per-example gradient). Call ``model.eval()`` first.
 """
 
 from __future__ import annotations
 
-from .ewc import (
-    ewc_penalty, l2_penalty, online_fisher_update, diagonal_fisher, fisher_overlap, make_mlp, evaluate, Strategy, FineTuning, L2, EWC, ContinualResult, average_accuracy, backward_transfer, forgetting, train_sequence,
-)
+from .fisher import diagonal_fisher, fisher_overlap
+from .metrics import average_accuracy, backward_transfer, forgetting
+from .penalties import ewc_penalty, l2_penalty, online_fisher_update
+from .strategies import EWC, L2, FineTuning, Strategy
+from .training import ContinualResult, evaluate, make_mlp, train_sequence
 
-__all__ = ['ewc_penalty', 'l2_penalty', 'online_fisher_update', 'diagonal_fisher', 'fisher_overlap', 'make_mlp', 'evaluate', 'Strategy', 'FineTuning', 'L2', 'EWC', 'ContinualResult', 'average_accuracy', 'backward_transfer', 'forgetting', 'train_sequence']
+__all__ = [
+    "ewc_penalty",
+    "l2_penalty",
+    "online_fisher_update",
+    "diagonal_fisher",
+    "fisher_overlap",
+    "make_mlp",
+    "evaluate",
+    "Strategy",
+    "FineTuning",
+    "L2",
+    "EWC",
+    "ContinualResult",
+    "average_accuracy",
+    "backward_transfer",
+    "forgetting",
+    "train_sequence",
+]
