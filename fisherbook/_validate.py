@@ -163,11 +163,19 @@ def check_square(value: Tensor, name: str) -> Tensor:
     return value
 
 
-def check_symmetric_psd(value: Tensor, name: str, *, rtol: float = 1e-8, definite: bool = False) -> Tensor:
+def check_symmetric_psd(
+    value: Tensor, name: str, *, rtol: float = 1e-8, definite: bool = False, check_eigenvalues: bool = True
+) -> Tensor:
     r"""A symmetric positive semi-definite (or definite) matrix, up to round-off.
 
     Symmetry is checked to ``rtol`` relative to the largest entry; it is never silently imposed.
-    Definiteness is checked on the eigenvalues relative to the largest one.
+    Definiteness is checked on the eigenvalues relative to the largest one (skipped with
+    ``check_eigenvalues=False``, for callers that factorise the matrix anyway).
+
+    >>> check_symmetric_psd(torch.tensor([[1.0, 2.0], [0.0, 1.0]]), "fisher")
+    Traceback (most recent call last):
+    ...
+    fisherbook.errors.NotPositiveDefiniteError: fisher must be symmetric; its largest relative asymmetry is 1
     """
     check_square(value, name)
     check_finite(value, name)
@@ -175,6 +183,8 @@ def check_symmetric_psd(value: Tensor, name: str, *, rtol: float = 1e-8, definit
     asym = ((value - value.transpose(-1, -2)).abs() / scale).amax()
     if float(asym) > rtol:
         raise NotPositiveDefiniteError(f"{name} must be symmetric; its largest relative asymmetry is {float(asym):.3g}")
+    if not check_eigenvalues:
+        return value
     eig = torch.linalg.eigvalsh(0.5 * (value + value.transpose(-1, -2)))
     lo = eig[..., 0] / scale[..., 0, 0]
     tol = 0.0 if definite else -10 * value.shape[-1] * torch.finfo(value.dtype).eps

@@ -37,9 +37,10 @@ import numpy as np
 import torch
 from scipy import integrate
 from torch import Tensor
-from torch.distributions import Distribution, constraints
+from torch.distributions import Distribution, VonMises, constraints
 
 from . import _params
+from ..errors import SizeLimitError
 from ._params import NOT_TWICE_DIFFERENTIABLE, _Resolved, resolve
 from .families import _closed_form_resolved
 
@@ -370,13 +371,48 @@ def _select(r: _Resolved, idx: tuple[int, ...]) -> _Resolved:
     return _Resolved(r.cls, d, r.full, r.params, values, fixed, torch.Size())
 
 
+def _enumeration_window(r: _Resolved) -> tuple[int, int] | None:
+    """For a large integer interval (Binomial(10**9, p)): the part of the support that holds its mass.
+
+    Outside mean -/+ 40 standard deviations the mass is below exp(-800) (Chernoff), so summing
+    the window is exact in float64; None when the support is small enough to enumerate whole.
+    """
+    support = r.dist.support
+    if not isinstance(support, constraints.integer_interval):
+        return None
+    lo, hi = int(torch.as_tensor(support.lower_bound)), int(torch.as_tensor(support.upper_bound))
+    if hi - lo + 1 <= _CHUNK:
+        return None
+    try:
+        mean, sd = float(r.dist.mean), float(r.dist.stddev)
+    except (NotImplementedError, ValueError, RuntimeError):
+        mean, sd = math.nan, math.nan
+    if math.isfinite(mean) and math.isfinite(sd):
+        lo, hi = max(lo, math.floor(mean - 40.0 * sd - 1)), min(hi, math.ceil(mean + 40.0 * sd + 1))
+    if hi - lo + 1 > _MAX_ENUMERATION:
+        raise SizeLimitError(
+            f"method='quadrature': summing over the support of {r.cls.__name__} needs {hi - lo + 1} terms "
+            f"at these parameters, more than the limit of {_MAX_ENUMERATION}; use method='closed_form' "
+            "where available or method='score' (Monte Carlo)"
+        )
+    return lo, hi
+
+
 def _enumerate_finite(r: _Resolved) -> Tensor:
-    x = r.dist.enumerate_support(expand=False).to(_DTYPE)
-    lp, g, _ = _derivatives(r, x)
-    w = torch.exp(lp)
-    terms = w[..., None, None] * g.unsqueeze(-1) * g.unsqueeze(-2)
-    terms = torch.where(w[..., None, None] > 0, terms, torch.zeros_like(terms))
-    return terms.sum(0)
+    window = _enumeration_window(r)
+    if window is None:
+        chunks = [r.dist.enumerate_support(expand=False).to(_DTYPE)]
+    else:  # chunked, so that memory stays bounded
+        starts = range(window[0], window[1] + 1, _CHUNK)
+        chunks = [torch.arange(a, min(a + _CHUNK, window[1] + 1), dtype=_DTYPE) for a in starts]
+    total = torch.zeros(r.k, r.k, dtype=_DTYPE)
+    for x in chunks:
+        lp, g, _ = _derivatives(r, x)
+        w = torch.exp(lp)
+        terms = w[..., None, None] * g.unsqueeze(-1) * g.unsqueeze(-2)
+        terms = torch.where(w[..., None, None] > 0, terms, torch.zeros_like(terms))
+        total = total + terms.sum(0)
+    return total
 
 
 def _enumerate_infinite(r: _Resolved) -> Tensor:
@@ -420,10 +456,19 @@ def _enumerate_infinite(r: _Resolved) -> Tensor:
     return total
 
 
-def _transform(lower: float, upper: float) -> tuple[Callable[[float], tuple[float, float]], str]:
-    """Map an unbounded variable u to the support; returns (u -> (x, log|dx/du|), kind)."""
+def _transform(
+    lower: float, upper: float, centre: float = 0.0, scale: float = 1.0
+) -> tuple[Callable[[float], tuple[float, float]], str]:
+    """Map an unbounded variable u to the support; returns (u -> (x, log|dx/du|), kind).
+
+    On the real line the map is affine, ``x = centre + scale * u``, so that a density of any
+    location and width is integrated where its mass is (``Normal(0, 1e-8)``, ``Normal(1e6, 1)``).
+    """
     if math.isinf(lower) and math.isinf(upper):
-        return (lambda u: (u, 0.0)), "real"
+        if centre == 0.0 and scale == 1.0:
+            return (lambda u: (u, 0.0)), "real"
+        log_scale = math.log(scale)
+        return (lambda u: (centre + scale * u, log_scale)), "real"
     if not math.isinf(lower) and math.isinf(upper):
         return (lambda u: (lower + math.exp(u) if u < 709 else math.inf, u)), "lower"
     if math.isinf(lower) and not math.isinf(upper):
@@ -442,9 +487,9 @@ def _transform(lower: float, upper: float) -> tuple[Callable[[float], tuple[floa
     return interval, "interval"
 
 
-def _inverse(x: float, lower: float, upper: float, kind: str) -> float:
+def _inverse(x: float, lower: float, upper: float, kind: str, centre: float = 0.0, scale: float = 1.0) -> float:
     if kind == "real":
-        return x
+        return (x - centre) / scale
     if kind == "lower":
         return math.log(x - lower)
     if kind == "upper":
@@ -475,13 +520,37 @@ def _breakpoints(d: Distribution, lower: float, upper: float) -> list[float]:
     return sorted({v for v in xs if lower < v < upper and math.isfinite(v)})
 
 
+def _support_interval(d: Distribution) -> tuple[float, float]:
+    """The interval to integrate a univariate continuous density over (one period for VonMises)."""
+    if isinstance(d, VonMises):
+        loc = float(d.loc)
+        return loc - math.pi, loc + math.pi
+    support = d.support
+    lower = float(torch.as_tensor(getattr(support, "lower_bound", -math.inf)))
+    upper = float(torch.as_tensor(getattr(support, "upper_bound", math.inf)))
+    return lower, upper
+
+
+def _centre_scale(bps: list[float]) -> tuple[float, float]:
+    """Median and spread of the breakpoints (quantiles): the affine map of a real support."""
+    if len(bps) < 2:
+        return 0.0, 1.0
+    centre = bps[len(bps) // 2]
+    spread = (bps[-1] - bps[0]) / 6.0
+    if not (math.isfinite(spread) and spread > 0):
+        return 0.0, 1.0
+    return centre, spread
+
+
 def _quadrature_continuous(r: _Resolved) -> Tensor:
     d = r.dist
-    support = d.support
-    lower = float(getattr(support, "lower_bound", -math.inf))
-    upper = float(getattr(support, "upper_bound", math.inf))
-    phi, kind = _transform(lower, upper)
-    cuts = [_inverse(v, lower, upper, kind) for v in _breakpoints(d, lower, upper)]
+    lower, upper = _support_interval(d)
+    bps = _breakpoints(d, lower, upper)
+    centre, scale = _centre_scale(bps) if math.isinf(lower) and math.isinf(upper) else (0.0, 1.0)
+    if 1e-3 <= scale <= 1e3 and abs(centre) <= 1e3 * scale:
+        centre, scale = 0.0, 1.0  # ordinary scales: the identity map, as it always was
+    phi, kind = _transform(lower, upper, centre, scale)
+    cuts = [_inverse(v, lower, upper, kind, centre, scale) for v in bps]
     inner = sorted({c for c in cuts if math.isfinite(c)}) or [0.0]
     k = r.k
     cache: dict[float, np.ndarray] = {}  # the quads of all entries share their nodes
@@ -540,7 +609,8 @@ def _quadrature_continuous(r: _Resolved) -> Tensor:
         return val, err
 
     mass, _ = integrate_entry(0, 0, 0.0)
-    if not abs(mass - 1.0) <= 1e-9:
+    # torch's VonMises normalises with a polynomial approximation of log I0, good to ~1e-8
+    if not abs(mass - 1.0) <= (1e-6 if isinstance(d, VonMises) else 1e-9):
         raise ValueError(
             f"method='quadrature': the density of {r.cls.__name__} integrates to {mass:.10f} "
             "in float64 at these parameters (mass beyond the smallest/largest double, e.g. a "
