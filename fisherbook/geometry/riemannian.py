@@ -49,7 +49,7 @@ from torch.distributions import (
     constraints,
 )
 
-from ..errors import GeodesicError, OffManifoldError
+from ..errors import ArgumentTypeError, GeodesicError, InvalidArgumentError, OffManifoldError, ShapeError
 
 __all__ = [
     "OffManifoldError",
@@ -83,7 +83,7 @@ Metric = Callable[[Tensor], Tensor]
 def _f64(x: Any, name: str) -> Tensor:
     t = torch.as_tensor(x)
     if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64)):
-        raise TypeError(f"{name} must be a real tensor, got dtype {t.dtype}")
+        raise ArgumentTypeError(f"{name} must be a real tensor, got dtype {t.dtype}")
     t = t.to(DTYPE)
     if not torch.isfinite(t).all():
         raise OffManifoldError(f"{name} must be finite, got {t}")
@@ -123,7 +123,7 @@ def _same_total_count(p: Distribution, q: Distribution) -> Tensor:
     n1 = torch.as_tensor(p.total_count, dtype=DTYPE)
     n2 = torch.as_tensor(q.total_count, dtype=DTYPE)
     if not torch.equal(*torch.broadcast_tensors(n1, n2)):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"total_count must be equal for both distributions (different n are different manifolds), "
             f"got {n1} and {n2}"
         )
@@ -170,7 +170,7 @@ def _isometric_1d(d: Distribution) -> tuple[Tensor, Tensor, Callable[[Tensor], T
             return Geometric(probs=1 / torch.cosh(phi / 2) ** 2)
 
         return -2 * torch.atanh((1 - p).sqrt()), 1 / (p * (1 - p).sqrt()), inverse_geo
-    raise TypeError(f"no isometric coordinate for {type(d).__name__}")
+    raise ArgumentTypeError(f"no isometric coordinate for {type(d).__name__}")
 
 
 _ONE_D = (Poisson, Exponential, Bernoulli, Binomial, Geometric)
@@ -181,6 +181,25 @@ def _normal_halfplane(d: Normal) -> tuple[Tensor, Tensor]:
     sigma = _positive(_f64(d.scale, "scale"), "scale", "Normal")
     mu, sigma = torch.broadcast_tensors(mu, sigma)
     return mu / math.sqrt(2.0), sigma  # (u, sigma) with ds^2 = 2 (du^2 + dsigma^2) / sigma^2
+
+
+def _halfplane_distance(u1: Tensor, s1: Tensor, u2: Tensor, s2: Tensor) -> Tensor:
+    r"""Distance in the metric :math:`2(du^2 + d\sigma^2)/\sigma^2`, stable over the whole range of doubles.
+
+    With :math:`x = \sqrt{\Delta u^2 + \Delta\sigma^2} / (2\sqrt{\sigma_1\sigma_2})`,
+    :math:`\operatorname{arccosh}(1 + 2x^2) = 2\operatorname{asinh}(x)`, so the distance is
+    :math:`2\sqrt2\,\operatorname{asinh} x`: exactly 0 for a point and itself, accurate for nearby
+    points, and for :math:`x` beyond :math:`10^{150}` (where :math:`x` itself may overflow) the
+    logarithmic form :math:`2\sqrt2\,\log(2x)` computed from logarithms. Differences are
+    taken on halves so that they cannot overflow.
+    """
+    half = torch.hypot(u1 / 2 - u2 / 2, s1 / 2 - s2 / 2)  # = |difference| / 2, no overflow
+    root1, root2 = s1.sqrt(), s2.sqrt()
+    x = (half / root1) / root2
+    log_2x = math.log(2.0) + torch.log(half) - 0.5 * (torch.log(s1) + torch.log(s2))
+    big = ~(x < 1e150)
+    safe_x = torch.where(big, torch.ones_like(x), x)
+    return 2 * math.sqrt(2.0) * torch.where(big, log_2x, torch.asinh(safe_x))
 
 
 def _sphere(d: Distribution, *, interior: bool = False) -> tuple[Tensor, Tensor]:
@@ -222,9 +241,9 @@ def fisher_rao_distance(p: Distribution, q: Distribution) -> Tensor:
 
     Raises
     ------
-    TypeError
+    ArgumentTypeError
         If the classes differ or the family has no closed form here.
-    ValueError
+    InvalidArgumentError
         If ``total_count`` differs.
     OffManifoldError
         If a parameter is off the manifold (non-positive scale or rate, probabilities off the simplex).
@@ -239,22 +258,20 @@ def fisher_rao_distance(p: Distribution, q: Distribution) -> Tensor:
     True
     """
     if not isinstance(p, Distribution) or not isinstance(q, Distribution):
-        raise TypeError("p and q must be torch.distributions.Distribution instances")
+        raise ArgumentTypeError("p and q must be torch.distributions.Distribution instances")
     if type(p) is not type(q):
-        raise TypeError(f"p and q must be of the same family, got {type(p).__name__} and {type(q).__name__}")
+        raise ArgumentTypeError(f"p and q must be of the same family, got {type(p).__name__} and {type(q).__name__}")
     if isinstance(p, Normal):
         u1, s1 = _normal_halfplane(p)
         u2, s2 = _normal_halfplane(q)
-        arg = ((u1 - u2) ** 2 + (s1 - s2) ** 2) / (2 * s1 * s2)
-        # arccosh(1 + a) = log1p(a + sqrt(a (a + 2))), accurate for small a
-        return math.sqrt(2.0) * torch.log1p(arg + torch.sqrt(arg * (arg + 2)))
+        return _halfplane_distance(u1, s1, u2, s2)
     if isinstance(p, (Categorical, Multinomial)):
         if isinstance(p, Multinomial):
             _same_total_count(p, q)
         x1, scale = _sphere(p)
         x2, _ = _sphere(q)
         if x1.shape[-1] != x2.shape[-1]:
-            raise ValueError(f"p and q must have the same number of categories, got {x1.shape[-1]} and {x2.shape[-1]}")
+            raise ShapeError(f"p and q must have the same number of categories, got {x1.shape[-1]} and {x2.shape[-1]}")
         # angle between unit vectors, computed stably as 2 asin(|x1 - x2| / 2)
         chord = (x1 - x2).norm(dim=-1)
         return scale * 2 * torch.asin((chord / 2).clamp(max=1.0))
@@ -281,7 +298,7 @@ def fisher_rao_distance(p: Distribution, q: Distribution) -> Tensor:
         phi1, _, _ = _isometric_1d(p)
         phi2, _, _ = _isometric_1d(q)
         return (phi1 - phi2).abs()
-    raise TypeError(
+    raise ArgumentTypeError(
         f"no closed-form Fisher–Rao distance for {type(p).__name__}; "
         "use geodesic(fisher_metric(...), start, end).length"
     )
@@ -290,7 +307,7 @@ def fisher_rao_distance(p: Distribution, q: Distribution) -> Tensor:
 def _tangent(v: Any, size: int, name: str = "tangent") -> Tensor:
     v = _f64(v, name)
     if v.ndim < 1 or v.shape[-1] != size:
-        raise ValueError(f"{name} must have last dimension {size}, got shape {tuple(v.shape)}")
+        raise ShapeError(f"{name} must have last dimension {size}, got shape {tuple(v.shape)}")
     return v
 
 
@@ -350,7 +367,7 @@ def exp_map(dist: Distribution, tangent: Tensor) -> Distribution:
         v = _tangent(tangent, x0.shape[-1])
         x0, v = torch.broadcast_tensors(x0, v)
         if not torch.allclose(v.sum(-1), torch.zeros((), dtype=DTYPE), atol=1e-9):
-            raise ValueError("tangent of a Categorical/Multinomial must sum to 0 over the categories")
+            raise InvalidArgumentError("tangent of a Categorical/Multinomial must sum to 0 over the categories")
         dx = v / (2 * x0)
         a = dx.norm(dim=-1, keepdim=True)
         x1 = torch.cos(a) * x0 + torch.where(a > 0, torch.sin(a) / a.clamp_min(1e-300), 1.0) * dx
@@ -367,7 +384,7 @@ def exp_map(dist: Distribution, tangent: Tensor) -> Distribution:
         phi, dphi, inverse = _isometric_1d(dist)
         v = _tangent(tangent, 1)[..., 0]
         return inverse(phi + dphi * v)
-    raise TypeError(f"no closed-form exponential map for {type(dist).__name__}")
+    raise ArgumentTypeError(f"no closed-form exponential map for {type(dist).__name__}")
 
 
 def log_map(p: Distribution, q: Distribution) -> Tensor:
@@ -395,7 +412,7 @@ def log_map(p: Distribution, q: Distribution) -> Tensor:
     tensor([2.], dtype=torch.float64)
     """
     if type(p) is not type(q):
-        raise TypeError(f"p and q must be of the same family, got {type(p).__name__} and {type(q).__name__}")
+        raise ArgumentTypeError(f"p and q must be of the same family, got {type(p).__name__} and {type(q).__name__}")
     if isinstance(p, Normal):
         u1, s1 = _normal_halfplane(p)
         u2, s2 = _normal_halfplane(q)
@@ -424,7 +441,7 @@ def log_map(p: Distribution, q: Distribution) -> Tensor:
         phi1, dphi, _ = _isometric_1d(p)
         phi2, _, _ = _isometric_1d(q)
         return ((phi2 - phi1) / dphi).unsqueeze(-1)
-    raise TypeError(f"no closed-form logarithm map for {type(p).__name__}")
+    raise ArgumentTypeError(f"no closed-form logarithm map for {type(p).__name__}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -473,10 +490,10 @@ def fisher_metric(
             [0.0000, 0.5000]], dtype=torch.float64)
     """
     if not (isinstance(family, type) and issubclass(family, Distribution)):
-        raise TypeError(f"family must be a torch.distributions class, got {family!r}")
+        raise ArgumentTypeError(f"family must be a torch.distributions class, got {family!r}")
     params = tuple(params)
     if not params or not all(isinstance(n, str) for n in params):
-        raise ValueError(f"params must be a non-empty sequence of parameter names, got {params!r}")
+        raise InvalidArgumentError(f"params must be a non-empty sequence of parameter names, got {params!r}")
     k = len(params)
     arg_constraints = getattr(family, "arg_constraints", {})
     simplex = k == 1 and arg_constraints.get(params[0]) is constraints.simplex
@@ -487,10 +504,10 @@ def fisher_metric(
         theta = torch.as_tensor(theta, dtype=DTYPE)
         if simplex:  # the first K-1 probabilities are the coordinates, p_K = 1 - sum
             if theta.ndim < 1 or theta.shape[-1] < 1:
-                raise ValueError("theta must hold the first K-1 probabilities in its last dimension")
+                raise ShapeError("theta must hold the first K-1 probabilities in its last dimension")
             kwargs = {params[0]: torch.cat([theta, 1 - theta.sum(-1, keepdim=True)], dim=-1)}
         elif theta.shape[-1:] != (k,):
-            raise ValueError(f"theta must have last dimension {k} ({', '.join(params)}), got shape {tuple(theta.shape)}")
+            raise ShapeError(f"theta must have last dimension {k} ({', '.join(params)}), got shape {tuple(theta.shape)}")
         else:
             kwargs = {name: theta[..., i] for i, name in enumerate(params)}
         try:
@@ -581,9 +598,9 @@ def _metric_and_derivative(metric: Metric, x: Tensor, derivative: str) -> tuple[
             if derivative == "autograd":
                 raise
         if derivative == "autograd":
-            raise ValueError("derivative='autograd' but the metric is not differentiable by torch autograd")
+            raise InvalidArgumentError("derivative='autograd' but the metric is not differentiable by torch autograd")
     elif derivative != "fd":
-        raise ValueError(f"derivative must be 'auto', 'autograd' or 'fd', got {derivative!r}")
+        raise InvalidArgumentError(f"derivative must be 'auto', 'autograd' or 'fd', got {derivative!r}")
     # central finite differences, step relative to the coordinate's size
     h = 1e-5 * (1 + x.abs())
     G = metric(x).detach()
@@ -678,7 +695,7 @@ class Geodesic:
         """Points :math:`\\gamma(t)` for ``t`` in [0, 1], shape ``(len(t), k)``."""
         t = np.atleast_1d(np.asarray(t, dtype=float))
         if (t < 0).any() or (t > 1).any():
-            raise ValueError("t must lie in [0, 1]")
+            raise InvalidArgumentError("t must lie in [0, 1]")
         k = self.points.shape[1]
         return torch.as_tensor(self._sol.sol(t)[:k].T, dtype=DTYPE)
 
@@ -823,18 +840,18 @@ def geodesic(
     2.0
     """
     if not isinstance(n_nodes, int) or n_nodes < 3:
-        raise ValueError(f"n_nodes must be an integer >= 3, got {n_nodes!r}")
+        raise InvalidArgumentError(f"n_nodes must be an integer >= 3, got {n_nodes!r}")
     if not 0 < tol < 0.1:
-        raise ValueError(f"tol must lie in (0, 0.1), got {tol!r}")
+        raise InvalidArgumentError(f"tol must lie in (0, 0.1), got {tol!r}")
     x0 = _f64(start, "start").reshape(-1)
     x1 = _f64(end, "end").reshape(-1)
     if x0.shape != x1.shape:
-        raise ValueError(f"start and end must have the same shape, got {tuple(x0.shape)} and {tuple(x1.shape)}")
+        raise ShapeError(f"start and end must have the same shape, got {tuple(x0.shape)} and {tuple(x1.shape)}")
     k = x0.shape[0]
     ends = torch.stack([x0, x1])
     G_ends = metric(ends)
     if G_ends.shape != (2, k, k):
-        raise ValueError(f"metric must map (m, {k}) to (m, {k}, {k}); got shape {tuple(G_ends.shape)}")
+        raise ShapeError(f"metric must map (m, {k}) to (m, {k}, {k}); got shape {tuple(G_ends.shape)}")
     _check_metric(G_ends[0], f"start {x0.tolist()}")
     _check_metric(G_ends[1], f"end {x1.tolist()}")
     a, b = x0.numpy(), x1.numpy()
@@ -857,7 +874,7 @@ def geodesic(
     else:
         x_init = np.asarray(initial(t), dtype=float)
         if x_init.shape != (k, n_nodes):
-            raise ValueError(f"initial(t) must return shape ({k}, {n_nodes}), got {x_init.shape}")
+            raise ShapeError(f"initial(t) must return shape ({k}, {n_nodes}), got {x_init.shape}")
         v_init = np.gradient(x_init, t, axis=1)
     y_init = np.vstack([x_init, v_init])
     try:
@@ -987,11 +1004,11 @@ def jeffreys_prior(dist: Distribution) -> Distribution:
     }
     for fam, density in improper.items():
         if isinstance(dist, fam):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"the Jeffreys prior of {fam.__name__} is improper (proportional to {density}); "
                 "use jeffreys_log_density for the unnormalised log density"
             )
-    raise TypeError(
+    raise ArgumentTypeError(
         f"no closed-form Jeffreys prior for {type(dist).__name__}; "
         "use jeffreys_log_density(fisher_metric(...), theta)"
     )
@@ -1028,5 +1045,5 @@ def kl_quadratic(dist: Distribution, delta: Any, params: Sequence[str] | None = 
     info = estimators.fisher_information(dist, params=None if params is None else tuple(params))
     delta = _f64(delta, "delta")
     if delta.shape[-1:] != info.shape[-1:]:
-        raise ValueError(f"delta must have last dimension {info.shape[-1]}, got shape {tuple(delta.shape)}")
+        raise ShapeError(f"delta must have last dimension {info.shape[-1]}, got shape {tuple(delta.shape)}")
     return 0.5 * torch.einsum("...a,...ab,...b->...", delta, info, delta)

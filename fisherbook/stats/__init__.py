@@ -15,16 +15,23 @@ Every name is re-exported at the top level (``fb.fisher_information``).
 
 from __future__ import annotations
 
+from .bounds import crlb, van_trees
 from .estimators import (
-    FisherEstimate, conditional_fisher, coordinate_names, empirical_fisher, fisher_information,
-    observed_information, parameter_names, reparameterize, score,
+    FisherEstimate,
+    conditional_fisher,
+    coordinate_names,
+    empirical_fisher,
+    fisher_information,
+    observed_information,
+    parameter_names,
+    reparameterize,
+    score,
 )
 from .families import CLOSED_FORMS, ClosedForm, closed_form_fisher
-from .bounds import crlb, van_trees
+from .intervals import binomial_interval, exact_coverage, poisson_interval
 from .likelihood_intervals import lr_interval, score_interval, wald_interval
 from .mle import MLEResult, mle, sandwich_covariance
 from .simulation import CoverageEstimate, EstimatorSummary, coverage, sample, simulate_estimator
-from .intervals import binomial_interval, exact_coverage, poisson_interval
 
 __all__ = [
     "CLOSED_FORMS", "ClosedForm", "closed_form_fisher",

@@ -39,12 +39,18 @@ from scipy import integrate
 from torch import Tensor
 from torch.distributions import Distribution, VonMises, constraints
 
-from . import _params
 from .._validate import check_option, check_symmetric_psd
 from ..errors import (
-    ArgumentTypeError, ConvergenceError, InvalidArgumentError, NonFiniteError, OffManifoldError, ShapeError,
-    SizeLimitError, UnsupportedError,
+    ArgumentTypeError,
+    ConvergenceError,
+    InvalidArgumentError,
+    NonFiniteError,
+    OffManifoldError,
+    ShapeError,
+    SizeLimitError,
+    UnsupportedError,
 )
+from . import _params
 from ._params import NOT_TWICE_DIFFERENTIABLE, _Resolved, resolve
 from .families import _closed_form_resolved, check_information_finite
 

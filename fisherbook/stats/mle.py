@@ -7,7 +7,6 @@ expected and sandwich (Huber–White) covariances.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
