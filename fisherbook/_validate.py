@@ -28,6 +28,8 @@ __all__ = [
     "check_finite",
     "check_square",
     "check_symmetric_psd",
+    "check_callable",
+    "check_distribution",
 ]
 
 
@@ -191,4 +193,24 @@ def check_symmetric_psd(
     if bool((lo <= tol).any() if definite else (lo < tol).any()):
         kind = "positive definite" if definite else "positive semi-definite"
         raise NotPositiveDefiniteError(f"{name} must be {kind}; its smallest eigenvalue is {float(eig[..., 0].min()):.3g}")
+    return value
+
+
+def check_callable(value: Any, name: str, what: str = "a callable") -> Any:
+    """A callable; ``what`` describes its signature in the message (e.g. ``"a callable theta -> G(theta)"``).
+
+    >>> check_callable(len, "f") is len
+    True
+    """
+    if not callable(value):
+        raise ArgumentTypeError(f"{name} must be {what}, got {type(value).__name__}")
+    return value
+
+
+def check_distribution(value: Any, name: str = "dist") -> Any:
+    """A ``torch.distributions.Distribution`` instance."""
+    from torch.distributions import Distribution
+
+    if not isinstance(value, Distribution):
+        raise ArgumentTypeError(f"{name} must be a torch.distributions.Distribution, got {type(value).__name__}")
     return value

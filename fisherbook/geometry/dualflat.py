@@ -50,6 +50,7 @@ from torch.distributions import (
 )
 
 from .._numerics import newton
+from .._validate import check_callable, check_tensor
 from ..errors import ArgumentTypeError, ConvergenceError, InvalidArgumentError, OffManifoldError, ShapeError
 
 __all__ = [
@@ -240,7 +241,7 @@ def log_partition(family: Any, theta: Any) -> Tensor:
     spec, n = _family(family)
     if n is None and family in (Binomial, Multinomial):
         raise ArgumentTypeError("pass a Binomial / Multinomial instance, which fixes total_count")
-    return spec.psi(torch.as_tensor(theta, dtype=DTYPE), n)
+    return spec.psi(check_tensor(theta, "theta", dtype=DTYPE), n)
 
 
 def expectation_parameters(dist: Distribution) -> Tensor:
@@ -389,8 +390,11 @@ def bregman_divergence(potential: Callable[[Tensor], Tensor], x: Any, y: Any) ->
     >>> bregman_divergence(lambda z: (z ** 2).sum(-1), torch.tensor([1.0, 2.0]), torch.tensor([0.0, 0.0]))
     tensor(5., dtype=torch.float64)
     """
-    x = torch.as_tensor(x, dtype=DTYPE)
-    y = torch.as_tensor(y, dtype=DTYPE).detach().requires_grad_(True)
+    check_callable(potential, "potential", "a callable batch + (k,) -> batch")
+    x = check_tensor(x, "x", dtype=DTYPE)
+    y = check_tensor(y, "y", dtype=DTYPE).detach().requires_grad_(True)
+    if x.shape[-1:] != y.shape[-1:]:
+        raise ShapeError(f"x and y must have the same last dimension, got shapes {tuple(x.shape)} and {tuple(y.shape)}")
     with torch.enable_grad():
         fy = potential(y)
         (grad,) = torch.autograd.grad(fy.sum(), y)

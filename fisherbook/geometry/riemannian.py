@@ -49,6 +49,7 @@ from torch.distributions import (
     constraints,
 )
 
+from .._validate import check_callable
 from ..errors import ArgumentTypeError, GeodesicError, InvalidArgumentError, OffManifoldError, ShapeError
 
 __all__ = [
@@ -81,7 +82,10 @@ Metric = Callable[[Tensor], Tensor]
 
 
 def _f64(x: Any, name: str) -> Tensor:
-    t = torch.as_tensor(x)
+    try:
+        t = torch.as_tensor(x)
+    except (TypeError, ValueError, RuntimeError):
+        raise ArgumentTypeError(f"{name} must be a real tensor or array of numbers, got {type(x).__name__}") from None
     if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64)):
         raise ArgumentTypeError(f"{name} must be a real tensor, got dtype {t.dtype}")
     t = t.to(DTYPE)
@@ -564,6 +568,8 @@ def pullback_metric(metric: Metric, transform: Callable[[Tensor], Tensor]) -> Me
     tensor([[1., 0.],
             [0., 2.]], dtype=torch.float64)
     """
+    check_callable(metric, "metric", "a callable theta -> G(theta)")
+    check_callable(transform, "transform", "a callable phi -> theta")
 
     def pulled(phi: Tensor) -> Tensor:
         phi = torch.as_tensor(phi, dtype=DTYPE)
@@ -650,6 +656,7 @@ def christoffel_symbols(metric: Metric, theta: Tensor, *, derivative: str = "aut
     >>> Gam[0, 0, 1].item(), Gam[1, 0, 0].item(), Gam[1, 1, 1].item()
     (-0.5, 0.25, -0.5)
     """
+    check_callable(metric, "metric", "a callable theta -> G(theta)")
     theta = _f64(theta, "theta")
     shape = theta.shape
     x = theta.reshape(-1, shape[-1])
@@ -839,6 +846,7 @@ def geodesic(
     >>> round(g.length, 8)
     2.0
     """
+    check_callable(metric, "metric", "a callable theta -> G(theta)")
     if not isinstance(n_nodes, int) or n_nodes < 3:
         raise InvalidArgumentError(f"n_nodes must be an integer >= 3, got {n_nodes!r}")
     if not 0 < tol < 0.1:
@@ -949,6 +957,7 @@ def jeffreys_log_density(metric: Metric, theta: Any) -> Tensor:
     >>> round(jeffreys_log_density(G, torch.tensor([0.0, 1.0])).item(), 6) == round(0.5 * math.log(2), 6)
     True
     """
+    check_callable(metric, "metric", "a callable theta -> G(theta)")
     theta = _f64(theta, "theta")
     G = metric(theta)
     sign, logdet = torch.linalg.slogdet(G)

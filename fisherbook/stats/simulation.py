@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from .._validate import check_int, check_tensor
+from .._validate import check_distribution, check_int, check_tensor
 from ..errors import ArgumentTypeError, InvalidArgumentError, NonFiniteError, ShapeError
 
 __all__ = ["CoverageEstimate", "EstimatorSummary", "coverage", "sample", "simulate_estimator"]
@@ -90,6 +90,13 @@ def sample(dist: Distribution, shape: tuple[int, ...], generator: torch.Generato
     >>> bool(torch.equal(a, b)), tuple(a.shape)
     (True, (3,))
     """
+    check_distribution(dist)
+    if not isinstance(shape, (tuple, list, torch.Size)):
+        raise ArgumentTypeError(f"shape must be a tuple of integers, got {type(shape).__name__}")
+    shape = tuple(check_int(k, "each entry of shape", minimum=0) for k in shape)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise ArgumentTypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    shape = tuple(shape)
     if generator is None:
         return dist.sample(shape)
     seed = int(torch.randint(0, 2**62, (1,), generator=generator))
