@@ -32,7 +32,7 @@ from torch import Tensor
 from ._validate import check_level, check_symmetric_psd
 from .errors import NotPositiveDefiniteError
 
-__all__ = ["NewtonResult", "bisect", "newton", "spd_inverse", "two_sided_z"]
+__all__ = ["NewtonResult", "bisect", "bisect_bracket", "newton", "spd_inverse", "two_sided_z"]
 
 Array = TypeVar("Array", np.ndarray, Tensor)
 
@@ -74,6 +74,18 @@ def spd_inverse(matrix: Tensor, name: str) -> Tensor:
     return torch.cholesky_inverse(chol)
 
 
+def bisect_bracket(on_low_side: Callable[[Array], Any], lo: Array, hi: Array, n_iter: int = 64) -> tuple[Array, Array]:
+    """The final bracket ``(lo, hi)`` of :func:`bisect`: ``on_low_side`` is True at ``lo``, False at ``hi``."""
+    where = torch.where if isinstance(lo, Tensor) else np.where
+    lo, hi = lo + 0 * hi, hi + 0 * lo  # broadcast copies
+    for _ in range(n_iter):
+        mid = 0.5 * (lo + hi)
+        low = on_low_side(mid)
+        lo = where(low, mid, lo)
+        hi = where(low, hi, mid)
+    return lo, hi
+
+
 def bisect(on_low_side: Callable[[Array], Any], lo: Array, hi: Array, n_iter: int = 64) -> Array:
     """Elementwise bisection: shrink ``[lo, hi]`` around the point where ``on_low_side`` flips.
 
@@ -87,13 +99,7 @@ def bisect(on_low_side: Callable[[Array], Any], lo: Array, hi: Array, n_iter: in
     >>> bool(abs(r[0] - 2**0.5) < 1e-15)
     True
     """
-    where = torch.where if isinstance(lo, Tensor) else np.where
-    lo, hi = lo + 0 * hi, hi + 0 * lo  # broadcast copies
-    for _ in range(n_iter):
-        mid = 0.5 * (lo + hi)
-        low = on_low_side(mid)
-        lo = where(low, mid, lo)
-        hi = where(low, hi, mid)
+    lo, hi = bisect_bracket(on_low_side, lo, hi, n_iter)
     return 0.5 * (lo + hi)
 
 

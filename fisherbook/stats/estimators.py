@@ -559,6 +559,13 @@ def _quadrature_continuous(r: _Resolved) -> Tensor:
     centre, scale = _centre_scale(bps) if math.isinf(lower) and math.isinf(upper) else (0.0, 1.0)
     if 1e-3 <= scale <= 1e3 and abs(centre) <= 1e3 * scale:
         centre, scale = 0.0, 1.0  # ordinary scales: the identity map, as it always was
+    elif math.ulp(abs(centre)) > 1e-9 * scale:
+        raise UnsupportedError(
+            f"method='quadrature': the density of {r.cls.__name__} is too narrow for its location to be "
+            f"integrated in float64 (spread about {scale:.3g} around {centre:.6g}, where doubles are "
+            f"{math.ulp(abs(centre)):.2g} apart); use method='closed_form' where available, or "
+            "method='score' / 'hessian' (Monte Carlo)"
+        )
     phi, kind = _transform(lower, upper, centre, scale)
     cuts = [_inverse(v, lower, upper, kind, centre, scale) for v in bps]
     inner = sorted({c for c in cuts if math.isfinite(c)}) or [0.0]

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from .._numerics import bisect, two_sided_z
+from .._numerics import bisect_bracket, two_sided_z
 from .._validate import check_level
 from ..errors import ArgumentTypeError, InvalidArgumentError
 from .mle import DTYPE, Family, MLEResult, _grad_hess, mle
@@ -103,8 +103,9 @@ def _invert(
     def evaluate(u: Tensor) -> Tensor:
         with torch.no_grad():
             theta = tr(u)
-            s = stat(theta)
-        return torch.where(torch.isfinite(theta), s, torch.full_like(s, math.nan))
+            finite = torch.isfinite(theta)
+            s = stat(torch.where(finite, theta, theta_hat))  # the statistic is never asked about inf
+        return torch.where(finite, s, torch.full_like(s, math.nan))
 
     ends = []
     for sign in (-1.0, 1.0):
@@ -127,8 +128,9 @@ def _invert(
         def inside(d: Tensor, sign: float = sign) -> Tensor:
             return evaluate(u0 + sign * d) <= crit
 
-        mid = bisect(inside, inner.clone(), hi, n_iter=n_bisect)
-        beyond = evaluate(u0 + sign * (mid + (hi - inner) * 2.0**-n_bisect))  # the outer end of the bracket
+        lo_b, hi_b = bisect_bracket(inside, inner.clone(), hi, n_iter=n_bisect)
+        mid = 0.5 * (lo_b + hi_b)
+        beyond = evaluate(u0 + sign * hi_b)  # the outer end of the final bracket
         # a genuine crossing leaves a finite statistic above crit just outside the end
         crossed = found & torch.isfinite(beyond)
         end = tr(u0 + sign * mid)
