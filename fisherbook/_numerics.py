@@ -152,7 +152,8 @@ def newton(
     done = torch.zeros(batch, dtype=torch.bool)
     val, g, H = fun(x)
     it = 0
-    for it in range(1, max_iter + 1):
+    for _ in range(max_iter):
+        it += 1
         eig_min = torch.linalg.eigvalsh(H)[..., 0]
         diag_scale = H.diagonal(dim1=-2, dim2=-1).abs().amax(-1).clamp_min(1.0)
         pd = eig_min > 1e-12 * diag_scale

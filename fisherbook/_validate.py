@@ -48,7 +48,10 @@ def check_int(value: Any, name: str, *, minimum: int | None = 1, maximum: int | 
                 and value.dtype != torch.bool:
             value = int(value.item())
         else:
-            raise ArgumentTypeError(f"{name} must be an integer{_range_text(minimum, maximum)}, got {type(value).__name__}")
+            raise ArgumentTypeError(
+                f"{name} must be an integer{_range_text(minimum, maximum)}, got "
+                f"{type(value).__name__}"
+            )
     value = int(value)
     if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
         raise InvalidArgumentError(f"{name} must be an integer{_range_text(minimum, maximum)}, got {value}")
@@ -86,7 +89,8 @@ def check_real(
         raise ArgumentTypeError(f"{name} must be a real number{_range_text(low, high, open_low, open_high)}, "
                                 f"got {type(value).__name__}")
     value = float(value)
-    what = f"{name} must be a {'finite ' if finite else ''}real number{_range_text(low, high, open_low, open_high)}, got {value!r}"
+    allowed = _range_text(low, high, open_low, open_high)
+    what = f"{name} must be a {'finite ' if finite else ''}real number{allowed}, got {value!r}"
     if math.isnan(value) or (finite and math.isinf(value)):
         raise NonFiniteError(what)
     if low is not None and (value < low or (open_low and value == low)):
@@ -135,13 +139,19 @@ def check_tensor(
         try:
             value = torch.as_tensor(value, dtype=dtype)
         except (TypeError, ValueError, RuntimeError):
-            raise ArgumentTypeError(f"{name} must be a tensor or array-like of numbers, got {type(value).__name__}") from None
+            raise ArgumentTypeError(
+                f"{name} must be a tensor or array-like of numbers, got "
+                f"{type(value).__name__}"
+            ) from None
     elif dtype is not None:
         value = value.to(dtype)
     if ndim is not None:
         allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
         if value.ndim not in allowed:
-            raise ShapeError(f"{name} must have {' or '.join(map(str, allowed))} dimension(s), got shape {tuple(value.shape)}")
+            raise ShapeError(
+                f"{name} must have {' or '.join(map(str, allowed))} dimension(s), got shape "
+                f"{tuple(value.shape)}"
+            )
     if nonempty and value.numel() == 0:
         raise ShapeError(f"{name} must not be empty, got shape {tuple(value.shape)}")
     if finite:
@@ -192,7 +202,10 @@ def check_symmetric_psd(
     tol = 0.0 if definite else -10 * value.shape[-1] * torch.finfo(value.dtype).eps
     if bool((lo <= tol).any() if definite else (lo < tol).any()):
         kind = "positive definite" if definite else "positive semi-definite"
-        raise NotPositiveDefiniteError(f"{name} must be {kind}; its smallest eigenvalue is {float(eig[..., 0].min()):.3g}")
+        raise NotPositiveDefiniteError(
+            f"{name} must be {kind}; its smallest eigenvalue is "
+            f"{float(eig[..., 0].min()):.3g}"
+        )
     return value
 
 

@@ -23,7 +23,6 @@ from torch.distributions import (
     constraints,
 )
 
-import fisherbook as fb
 from fisherbook.stats import inference as inf
 from fisherbook.stats import intervals as ivl
 

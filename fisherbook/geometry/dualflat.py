@@ -70,7 +70,7 @@ DTYPE = torch.float64
 
 @dataclass(frozen=True)
 class _ExpFam:
-    natural: Callable[[Distribution], Tensor]  # theta, batch + (k,)
+    natural: Callable[[Any], Tensor]  # theta, batch + (k,), from a distribution of the family
     psi: Callable[[Tensor, Any], Tensor]  # log-partition psi(theta; n), batch
     build: Callable[[Tensor, Any], Distribution]  # distribution from theta
     mean: Callable[[Tensor, Any], Tensor]  # closed-form eta = grad psi(theta)
@@ -85,7 +85,7 @@ def _last(x: Tensor) -> Tensor:
     return x.unsqueeze(-1)
 
 
-def _categorical_natural(d: Distribution) -> Tensor:
+def _categorical_natural(d: Any) -> Tensor:
     p = _f(d.probs)
     if not (p > 0).all():
         raise OffManifoldError(f"{type(d).__name__}: probs must be > 0 for natural parameters, got {p}")
@@ -133,7 +133,9 @@ _FAMILIES: dict[type, _ExpFam] = {
         theta_of_eta=lambda e, n: torch.log(e / (1 + e)),
     ),
     Normal: _ExpFam(  # T(x) = (x, x^2), theta = (mu/sigma^2, -1/(2 sigma^2))
-        natural=lambda d: torch.stack(torch.broadcast_tensors(_f(d.loc) / _f(d.scale) ** 2, -0.5 / _f(d.scale) ** 2), -1),
+        natural=lambda d: torch.stack(
+            torch.broadcast_tensors(_f(d.loc) / _f(d.scale) ** 2, -0.5 / _f(d.scale) ** 2), -1
+        ),
         psi=lambda t, n: -t[..., 0] ** 2 / (4 * t[..., 1]) - 0.5 * torch.log(-2 * t[..., 1]),
         build=lambda t, n: Normal(-t[..., 0] / (2 * t[..., 1]), (-0.5 / t[..., 1]).sqrt()),
         mean=lambda t, n: torch.stack(
@@ -154,7 +156,9 @@ _FAMILIES: dict[type, _ExpFam] = {
     ),
     Beta: _ExpFam(  # T(x) = (log x, log(1-x)), theta = (a - 1, b - 1)
         natural=lambda d: torch.stack(torch.broadcast_tensors(_f(d.concentration1) - 1, _f(d.concentration0) - 1), -1),
-        psi=lambda t, n: torch.lgamma(t[..., 0] + 1) + torch.lgamma(t[..., 1] + 1) - torch.lgamma(t[..., 0] + t[..., 1] + 2),
+        psi=lambda t, n: (
+            torch.lgamma(t[..., 0] + 1) + torch.lgamma(t[..., 1] + 1) - torch.lgamma(t[..., 0] + t[..., 1] + 2)
+        ),
         build=lambda t, n: Beta(t[..., 0] + 1, t[..., 1] + 1),
         mean=lambda t, n: torch.stack(
             [
@@ -402,7 +406,9 @@ def bregman_divergence(potential: Callable[[Tensor], Tensor], x: Any, y: Any) ->
 
 
 def kl_bregman(p: Distribution, q: Distribution) -> Tensor:
-    r"""KL divergence of two members of an exponential family as the Bregman divergence :math:`B_\psi(\theta_q, \theta_p)`.
+    r"""KL divergence of two members of an exponential family as a Bregman divergence.
+
+    The divergence is :math:`B_\psi(\theta_q, \theta_p)`.
 
     .. math::
 
@@ -419,7 +425,7 @@ def kl_bregman(p: Distribution, q: Distribution) -> Tensor:
         raise ArgumentTypeError(f"p and q must be of the same family, got {type(p).__name__} and {type(q).__name__}")
     spec, n = _family(_check_dist(p))
     if n is not None:
-        n2 = torch.as_tensor(q.total_count, dtype=DTYPE)
+        n2 = torch.as_tensor(q.total_count, dtype=DTYPE)  # type: ignore[attr-defined]  # Binomial/Multinomial
         if not torch.equal(*torch.broadcast_tensors(n, n2)):
             raise InvalidArgumentError("total_count must be equal for p and q")
     tp, tq = spec.natural(p), spec.natural(q)

@@ -119,11 +119,11 @@ def _simplex(p: Tensor, name: str, family: str, *, interior: bool = False) -> Te
     return p / p.sum(-1, keepdim=True)
 
 
-def _probs(d: Distribution) -> Tensor:
+def _probs(d: Any) -> Tensor:
     return _f64(d.probs, "probs")
 
 
-def _same_total_count(p: Distribution, q: Distribution) -> Tensor:
+def _same_total_count(p: Any, q: Any) -> Tensor:
     n1 = torch.as_tensor(p.total_count, dtype=DTYPE)
     n2 = torch.as_tensor(q.total_count, dtype=DTYPE)
     if not torch.equal(*torch.broadcast_tensors(n1, n2)):
@@ -141,7 +141,7 @@ def _same_total_count(p: Distribution, q: Distribution) -> Tensor:
 # --------------------------------------------------------------------------------------------
 
 
-def _isometric_1d(d: Distribution) -> tuple[Tensor, Tensor, Callable[[Tensor], Tensor]]:
+def _isometric_1d(d: Any) -> tuple[Tensor, Tensor, Callable[..., Distribution]]:
     r"""For a one-parameter family return :math:`\varphi(\theta)`, :math:`\varphi'(\theta) = \sqrt{I(\theta)}`
     and :math:`\varphi^{-1}`, where :math:`\varphi` maps the family isometrically onto an interval."""
     if isinstance(d, Poisson):
@@ -180,7 +180,7 @@ def _isometric_1d(d: Distribution) -> tuple[Tensor, Tensor, Callable[[Tensor], T
 _ONE_D = (Poisson, Exponential, Bernoulli, Binomial, Geometric)
 
 
-def _normal_halfplane(d: Normal) -> tuple[Tensor, Tensor]:
+def _normal_halfplane(d: Any) -> tuple[Tensor, Tensor]:
     mu = _f64(d.loc, "loc")
     sigma = _positive(_f64(d.scale, "scale"), "scale", "Normal")
     mu, sigma = torch.broadcast_tensors(mu, sigma)
@@ -295,7 +295,7 @@ def fisher_rao_distance(p: Distribution, q: Distribution) -> Tensor:
             return 2 * n.sqrt() * (torch.asin(p1.sqrt()) - torch.asin(p2.sqrt())).abs()
         if isinstance(p, Poisson):
             l1 = _f64(p.rate, "rate")
-            l2 = _f64(q.rate, "rate")
+            l2 = _f64(q.rate, "rate")  # type: ignore[attr-defined]  # q is a Poisson: same class as p
             if not ((l1 >= 0) & (l2 >= 0)).all():
                 raise OffManifoldError("Poisson: rate must be >= 0")
             return 2 * (l1.sqrt() - l2.sqrt()).abs()
@@ -511,14 +511,20 @@ def fisher_metric(
                 raise ShapeError("theta must hold the first K-1 probabilities in its last dimension")
             kwargs = {params[0]: torch.cat([theta, 1 - theta.sum(-1, keepdim=True)], dim=-1)}
         elif theta.shape[-1:] != (k,):
-            raise ShapeError(f"theta must have last dimension {k} ({', '.join(params)}), got shape {tuple(theta.shape)}")
+            raise ShapeError(
+                f"theta must have last dimension {k} ({', '.join(params)}), got shape "
+                f"{tuple(theta.shape)}"
+            )
         else:
             kwargs = {name: theta[..., i] for i, name in enumerate(params)}
         try:
-            dist = family(**kwargs, **fixed, validate_args=True)
+            make: Any = family  # a torch.distributions class, called with its constructor names
+            dist = make(**kwargs, **fixed, validate_args=True)
         except ValueError as err:
             raise OffManifoldError(f"{family.__name__}{tuple(params)}: {err}") from err
-        return estimators.fisher_information(dist, params=params, method=method)
+        out = estimators.fisher_information(dist, params=params, method=method)
+        assert isinstance(out, Tensor)  # closed_form / quadrature return a tensor
+        return out
 
     metric.__name__ = f"fisher_metric_{family.__name__}"
     metric.params = params  # type: ignore[attr-defined]
@@ -536,13 +542,17 @@ def _batched_jacobian(f: Callable[[Tensor], Tensor], x: Tensor, *, create_graph:
             if not flat.requires_grad:
                 cols.append(torch.zeros_like(x))
                 continue
-            (g,) = torch.autograd.grad(flat[:, j].sum(), x, retain_graph=True, create_graph=create_graph, allow_unused=True)
+            (g,) = torch.autograd.grad(
+                flat[:, j].sum(), x, retain_graph=True, create_graph=create_graph, allow_unused=True
+            )
             cols.append(torch.zeros_like(x) if g is None else g)
     return torch.stack(cols, dim=1).reshape(*y.shape, x.shape[-1])
 
 
 def pullback_metric(metric: Metric, transform: Callable[[Tensor], Tensor]) -> Metric:
-    r"""The same metric in new coordinates: :math:`\tilde G(\varphi) = J^\top G(f(\varphi))\, J`, :math:`J = \partial f/\partial\varphi`.
+    r"""The same metric in new coordinates: :math:`\tilde G(\varphi) = J^\top G(f(\varphi))\, J`.
+
+    Here :math:`J = \partial f/\partial\varphi`.
 
     If :math:`\theta = f(\varphi)`, lengths, distances and geodesics do not change; only their
     coordinates do. The Jacobian is taken by autograd, so ``transform`` must be written in torch
@@ -730,7 +740,7 @@ def _check_metric(G: Tensor, where: str) -> None:
 def _single_threaded_blas() -> Any:
     """Limit BLAS to one thread: the tiny systems here only pay for thread spin-up and contention."""
     try:
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]  # ships no type hints
     except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
         return contextlib.nullcontext()
     return threadpool_limits(limits=1, user_api="blas")
@@ -967,7 +977,9 @@ def jeffreys_log_density(metric: Metric, theta: Any) -> Tensor:
 
 
 def jeffreys_prior(dist: Distribution) -> Distribution:
-    r"""The normalised Jeffreys prior :math:`\pi(\theta) \propto \sqrt{\det I(\theta)}` of ``dist``'s family, where proper.
+    r"""The normalised Jeffreys prior of ``dist``'s family, where proper.
+
+    The prior is :math:`\pi(\theta) \propto \sqrt{\det I(\theta)}`.
 
     Only ``dist``'s family and fixed quantities (number of categories, batch shape) matter,
     not its parameter values. Proper cases:
@@ -1024,7 +1036,9 @@ def jeffreys_prior(dist: Distribution) -> Distribution:
 
 
 def kl_quadratic(dist: Distribution, delta: Any, params: Sequence[str] | None = None) -> Tensor:
-    r"""Second-order approximation :math:`\mathrm{KL}(p_\theta \,\|\, p_{\theta+\delta}) \approx \tfrac12\, \delta^\top I(\theta)\, \delta`.
+    r"""Second-order approximation of the KL divergence by the Fisher information.
+
+    :math:`\mathrm{KL}(p_\theta \,\|\, p_{\theta+\delta}) \approx \tfrac12\, \delta^\top I(\theta)\, \delta`.
 
     The KL divergence vanishes with zero gradient at :math:`\delta = 0` and its Hessian there is the
     Fisher information, so the error of this approximation is :math:`O(\|\delta\|^3)`.

@@ -25,6 +25,7 @@ import inspect
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -117,7 +118,7 @@ def parameter_names(dist: Distribution) -> tuple[str, ...]:
 
 
 def _all_names(cls: type, arg_constraints: dict) -> list[str]:
-    sig = inspect.signature(cls.__init__)
+    sig = inspect.signature(cls)
     return [n for n in sig.parameters if n in arg_constraints and n not in _FIXED]
 
 
@@ -234,11 +235,11 @@ class _Resolved:
             else:
                 v = self.values[name]
                 kwargs[name] = v.expand(lp_shape + v.shape[nb:])
-        for name, v in self.fixed.items():
-            if isinstance(v, Tensor) and v.dim() > 0:
-                kwargs[name] = v.expand(lp_shape + v.shape[nb:])
+        for name, fv in self.fixed.items():
+            if isinstance(fv, Tensor) and fv.dim() > 0:
+                kwargs[name] = fv.expand(lp_shape + fv.shape[nb:])
             else:
-                kwargs[name] = v
+                kwargs[name] = fv
         return self.cls(**kwargs, validate_args=False)
 
 
@@ -349,7 +350,8 @@ def resolve(dist: Distribution, params: str | Sequence[str] | None) -> _Resolved
     for n, v in values.items():
         if arg_constraints[n] is constraints.simplex:
             values[n] = v / v.sum(-1, keepdim=True)  # renormalise in float64
-    copy = cls(**values, **fixed, validate_args=False)
+    make: Any = cls  # a torch.distributions class, called with its own constructor names
+    copy = make(**values, **fixed, validate_args=False)
     for n in full:
         if n not in values:
             values[n] = torch.as_tensor(getattr(copy, n)).detach().to(_DTYPE).clone()
@@ -357,7 +359,7 @@ def resolve(dist: Distribution, params: str | Sequence[str] | None) -> _Resolved
         if n not in full:
             del values[n]
     if tuple(full) != built:
-        copy = cls(**{n: values[n] for n in full}, **fixed, validate_args=False)
+        copy = make(**{n: values[n] for n in full}, **fixed, validate_args=False)
     batch_shape = copy.batch_shape
     plist = []
     for n in requested:

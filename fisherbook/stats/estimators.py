@@ -32,6 +32,7 @@ import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, Literal, overload
 
 import numpy as np
 import torch
@@ -257,7 +258,10 @@ def _check_support(d: Distribution, x: Tensor, name: str = "x") -> None:
             f"{name} of shape {tuple(x.shape)} does not broadcast against batch shape "
             f"{tuple(d.batch_shape)}"
         ) from None
-    ok = d.support.check(x)
+    support = d.support
+    if support is None:
+        raise UnsupportedError(f"{type(d).__name__} declares no support; fisherbook cannot check {name} against it")
+    ok = support.check(x)
     if not bool(torch.as_tensor(ok).all()):
         raise InvalidArgumentError(f"{name} has values outside the support of {type(d).__name__}")
 
@@ -346,11 +350,15 @@ def _monte_carlo(
     for start in range(0, n, _CHUNK):
         xb = x[start : start + _CHUNK]
         _, g, h = _derivatives(r, xb, hessian=method == "hessian")
-        per = g.unsqueeze(-1) * g.unsqueeze(-2) if method == "score" else -h
+        if method == "score":
+            per = g.unsqueeze(-1) * g.unsqueeze(-2)
+        else:
+            assert h is not None  # _derivatives returns the Hessian when asked for it
+            per = -h
         nb = per.shape[0]
         bmean = per.mean(0)
         bm2 = ((per - bmean) ** 2).sum(0)
-        if mean is None:
+        if mean is None or m2 is None:
             mean, m2, count = bmean, bm2, nb
         else:
             delta = bmean - mean
@@ -370,7 +378,7 @@ def _select(r: _Resolved, idx: tuple[int, ...]) -> _Resolved:
     """The scalar-batch sub-problem for one batch element."""
     nb = len(r.batch_shape)
 
-    def pick(v: object) -> object:
+    def pick(v: Any) -> Any:
         if isinstance(v, Tensor) and v.dim() >= nb and nb > 0:
             return v.expand(r.batch_shape + v.shape[nb:])[idx]
         return v
@@ -436,7 +444,6 @@ def _enumerate_infinite(r: _Resolved) -> Tensor:
             start = int(mean - 40.0 * sd)
     except (NotImplementedError, ValueError, RuntimeError):
         pass
-    prev_last: float | None = None
     while True:
         x = torch.arange(start, start + size, dtype=_DTYPE)
         lp, g, _ = _derivatives(r, x)
@@ -456,7 +463,6 @@ def _enumerate_infinite(r: _Resolved) -> Tensor:
             # decreasing across the whole chunk end: geometric bound applies
             if tail <= ENUMERATION_TAIL * weight_sum and bool((w[-64:].diff() <= 0).all()):
                 break
-        prev_last = last
         if start > _MAX_ENUMERATION:
             raise SizeLimitError(
                 f"method='quadrature': the support of {r.cls.__name__} needs more than "
@@ -700,6 +706,47 @@ def _check_n_samples(n_samples: object) -> int:
     if n_samples < 2:
         raise InvalidArgumentError(f"n_samples must be >= 2 (a standard error needs two), got {n_samples}")
     return int(n_samples)
+
+
+@overload
+def fisher_information(
+    dist: Distribution,
+    params: str | Sequence[str] | None = None,
+    method: Literal["closed_form", "quadrature"] = "closed_form",
+    n_samples: None = None,
+    generator: torch.Generator | int | None = None,
+) -> Tensor: ...
+
+
+@overload
+def fisher_information(
+    dist: Distribution,
+    params: str | Sequence[str] | None,
+    method: Literal["score", "hessian"],
+    n_samples: int | None = None,
+    generator: torch.Generator | int | None = None,
+) -> FisherEstimate: ...
+
+
+@overload
+def fisher_information(
+    dist: Distribution,
+    params: str | Sequence[str] | None = None,
+    *,
+    method: Literal["score", "hessian"],
+    n_samples: int | None = None,
+    generator: torch.Generator | int | None = None,
+) -> FisherEstimate: ...
+
+
+@overload
+def fisher_information(
+    dist: Distribution,
+    params: str | Sequence[str] | None = None,
+    method: str = "closed_form",
+    n_samples: int | None = None,
+    generator: torch.Generator | int | None = None,
+) -> Tensor | FisherEstimate: ...
 
 
 def fisher_information(

@@ -1,11 +1,11 @@
 r"""Closed-form Fisher information of standard families, keyed by torch.distributions class.
 
 Every formula is per observation and with respect to the free coordinates of
-:func:`fisherbook.stats.estimators.coordinate_names` (one coordinate per scalar parameter; the first :math:`K-1` entries of
-``probs`` on the simplex; the lower triangle, row-major, of a covariance, precision or Cholesky
-factor). Each entry of :data:`CLOSED_FORMS` carries its formula in LaTeX, so the book's table of
-closed forms is generated from the same objects that compute the numbers, and every formula is
-tested against quadrature / enumeration (``method="quadrature"``).
+:func:`fisherbook.stats.estimators.coordinate_names` (one coordinate per scalar parameter; the
+first :math:`K-1` entries of ``probs`` on the simplex; the lower triangle, row-major, of a
+covariance, precision or Cholesky factor). Each entry of :data:`CLOSED_FORMS` carries its formula
+in LaTeX, so the book's table of closed forms is generated from the same objects that compute the
+numbers, and every formula is tested against quadrature / enumeration (``method="quadrature"``).
 
 The multivariate normal uses the Gaussian formula (Porat & Friedlander 1986)
 
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -327,13 +328,37 @@ def _mvn(kind: str) -> Callable[[dict[str, Tensor]], Tensor]:
 #: Registered closed forms. Looked up by exact class and by the parameterisation requested.
 CLOSED_FORMS: tuple[ClosedForm, ...] = (
     ClosedForm(Bernoulli, ("probs",), _bernoulli_probs, r"\frac{1}{p(1-p)}", example=lambda: Bernoulli(probs=_t(0.3))),
-    ClosedForm(Bernoulli, ("logits",), _bernoulli_logits, r"p(1-p),\ p=\sigma(\eta)", example=lambda: Bernoulli(logits=_t(-0.8))),
+    ClosedForm(
+        Bernoulli,
+        ("logits",),
+        _bernoulli_logits,
+        r"p(1-p),\ p=\sigma(\eta)",
+        example=lambda: Bernoulli(logits=_t(-0.8)),
+    ),
     ClosedForm(Binomial, ("probs",), _binomial_probs, r"\frac{n}{p(1-p)}", example=lambda: Binomial(10, probs=_t(0.3))),
     ClosedForm(Binomial, ("logits",), _binomial_logits, r"n\,p(1-p)", example=lambda: Binomial(10, logits=_t(-0.8))),
-    ClosedForm(Geometric, ("probs",), _geometric_probs, r"\frac{1}{p^2(1-p)}", example=lambda: Geometric(probs=_t(0.3))),
+    ClosedForm(
+        Geometric,
+        ("probs",),
+        _geometric_probs,
+        r"\frac{1}{p^2(1-p)}",
+        example=lambda: Geometric(probs=_t(0.3)),
+    ),
     ClosedForm(Geometric, ("logits",), _geometric_logits, r"1-p", example=lambda: Geometric(logits=_t(-0.8))),
-    ClosedForm(NegativeBinomial, ("probs",), _negbin_probs, r"\frac{r}{p(1-p)^2}", example=lambda: NegativeBinomial(_t(4.0), probs=_t(0.3))),
-    ClosedForm(NegativeBinomial, ("logits",), _negbin_logits, r"r\,p", example=lambda: NegativeBinomial(_t(4.0), logits=_t(-0.8))),
+    ClosedForm(
+        NegativeBinomial,
+        ("probs",),
+        _negbin_probs,
+        r"\frac{r}{p(1-p)^2}",
+        example=lambda: NegativeBinomial(_t(4.0), probs=_t(0.3)),
+    ),
+    ClosedForm(
+        NegativeBinomial,
+        ("logits",),
+        _negbin_logits,
+        r"r\,p",
+        example=lambda: NegativeBinomial(_t(4.0), logits=_t(-0.8)),
+    ),
     ClosedForm(
         Categorical,
         ("probs",),
@@ -492,7 +517,8 @@ def _closed_form_resolved(r: _Resolved) -> Tensor:
     values = dict(r.values)
     values.update({k: v for k, v in r.fixed.items() if isinstance(v, Tensor)})
     if "total_count" in r.fixed and not isinstance(r.fixed["total_count"], Tensor):
-        values["total_count"] = torch.as_tensor(float(r.fixed["total_count"]), dtype=torch.float64)
+        count: Any = r.fixed["total_count"]  # a Python number here (tensors were handled above)
+        values["total_count"] = torch.as_tensor(float(count), dtype=torch.float64)
     full = cf.fisher(values)
     # index of each requested coordinate in the formula's coordinate list
     sizes = {}

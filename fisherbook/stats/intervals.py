@@ -336,7 +336,8 @@ def exact_coverage(
     if ns.size == 0 or np.any(ns < 1):
         raise InvalidArgumentError("n must be a non-empty array of integers >= 1")
     try:
-        th = np.asarray(theta.detach().cpu().numpy() if isinstance(theta, Tensor) else theta, dtype=np.float64).reshape(-1)
+        raw = theta.detach().cpu().numpy() if isinstance(theta, Tensor) else theta
+        th = np.asarray(raw, dtype=np.float64).reshape(-1)
     except (TypeError, ValueError):
         raise ArgumentTypeError(f"theta must be a number or an array of numbers, got {type(theta).__name__}") from None
     if th.size == 0 or not np.all(np.isfinite(th)):

@@ -76,7 +76,12 @@ def wald_interval(
 
 
 def _fit_one(
-    family: Any, x: Any, param: str, fixed: Mapping[str, Any] | None, init: Any, constraints_: Mapping[str, Any] | None = None
+    family: Any,
+    x: Any,
+    param: str,
+    fixed: Mapping[str, Any] | None,
+    init: Any,
+    constraints_: Mapping[str, Any] | None = None,
 ) -> MLEResult:
     return mle(family, x, {param: init}, fixed=fixed, constraints=constraints_)
 

@@ -46,7 +46,9 @@ def _constraint_of(family: Any, name: str, given: Mapping[str, Any] | None) -> A
                 "pass a callable family with explicit constraints instead"
             )
         if name not in table:
-            raise InvalidArgumentError(f"{name!r} is not a parameter of {family.__name__}; its parameters are {tuple(table)}")
+            raise InvalidArgumentError(
+                f"{name!r} is not a parameter of {family.__name__}; its parameters are {tuple(table)}"
+            )
         return table[name]
     return constraints.real
 
@@ -175,11 +177,16 @@ def _prepare(
     family: Any, x: Any, names: tuple[str, ...], fixed: Mapping[str, Any] | None, constraints_: Mapping[str, Any] | None
 ) -> _Model:
     if not (_is_dist_class(family) or callable(family)):
-        raise ArgumentTypeError(f"family must be a torch.distributions class or a callable, got {type(family).__name__}")
+        raise ArgumentTypeError(
+            f"family must be a torch.distributions class or a callable, got "
+            f"{type(family).__name__}"
+        )
     xt = check_tensor(x, "x", dtype=DTYPE, nonempty=False)
     if xt.dim() < 1 or xt.shape[-1] < 1:
         raise ShapeError(f"x must have shape (*batch, n) with n >= 1, got {tuple(xt.shape)}")
-    fixed_t = {k: (v.to(DTYPE) if isinstance(v, Tensor) and v.is_floating_point() else v) for k, v in (fixed or {}).items()}
+    fixed_t = {
+        k: (v.to(DTYPE) if isinstance(v, Tensor) and v.is_floating_point() else v) for k, v in (fixed or {}).items()
+    }
     transforms = []
     for name in names:
         c = _constraint_of(family, name, constraints_)

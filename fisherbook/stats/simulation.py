@@ -296,7 +296,10 @@ def coverage(
     True
     """
     if not callable(interval):
-        raise ArgumentTypeError(f"interval must be a callable (reps, n) -> (lower, upper), got {type(interval).__name__}")
+        raise ArgumentTypeError(
+            f"interval must be a callable (reps, n) -> (lower, upper), got "
+            f"{type(interval).__name__}"
+        )
     n = check_int(n, "n")
     reps = check_int(reps, "reps", minimum=2)
     _check_dist(dist)
@@ -305,9 +308,15 @@ def coverage(
     lo, hi = interval(x)
     lo, hi = torch.as_tensor(lo, dtype=DTYPE), torch.as_tensor(hi, dtype=DTYPE)
     if lo.shape != (reps,) or hi.shape != (reps,):
-        raise ShapeError(f"interval must return two tensors of shape ({reps},), got {tuple(lo.shape)}, {tuple(hi.shape)}")
+        raise ShapeError(
+            f"interval must return two tensors of shape ({reps},), got {tuple(lo.shape)}, "
+            f"{tuple(hi.shape)}"
+        )
     if bool((lo > hi).any()) or bool(torch.isnan(lo).any() | torch.isnan(hi).any()):
-        raise InvalidArgumentError("interval returned NaN or lower > upper: it must return lower <= upper for every replication")
+        raise InvalidArgumentError(
+            "interval returned NaN or lower > upper: it must return lower <= upper for every "
+            "replication"
+        )
     inside = (lo <= theta) & (theta <= hi)
     c = float(inside.double().mean())
     return CoverageEstimate(
