@@ -1,7 +1,6 @@
 r"""Numerical kernels shared by :mod:`fisherbook.stats` and :mod:`fisherbook.geometry`.
 
-One of each, tested once (``tests/test_numerics.py`` is not needed: ``tests/test_inference.py``
-exercises them directly):
+One of each, each tested once in ``tests/test_inference.py``:
 
 - :func:`newton` — a batched, Levenberg–Marquardt damped Newton minimiser (used by
   :func:`~fisherbook.stats.mle.mle`, :func:`~fisherbook.geometry.dualflat.from_expectation` and
@@ -59,9 +58,8 @@ def spd_inverse(matrix: Tensor, name: str) -> Tensor:
     :class:`~fisherbook.errors.NotPositiveDefiniteError` (it is never symmetrised silently);
     one whose Cholesky factorisation fails is reported as singular or indefinite.
 
-    >>> spd_inverse(torch.tensor([[4.0, 0.0], [0.0, 0.5]], dtype=torch.float64), "fisher")
-    tensor([[0.2500, 0.0000],
-            [0.0000, 2.0000]], dtype=torch.float64)
+    >>> spd_inverse(torch.tensor([[4.0, 0.0], [0.0, 0.5]], dtype=torch.float64), "fisher").diagonal()
+    tensor([0.2500, 2.0000], dtype=torch.float64)
     """
     check_symmetric_psd(matrix, name, rtol=1e-10, check_eigenvalues=False)
     sym = 0.5 * (matrix + matrix.transpose(-1, -2))  # removes round-off asymmetry only

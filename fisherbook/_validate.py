@@ -221,7 +221,13 @@ def check_callable(value: Any, name: str, what: str = "a callable") -> Any:
 
 
 def check_distribution(value: Any, name: str = "dist") -> Any:
-    """A ``torch.distributions.Distribution`` instance."""
+    """A ``torch.distributions.Distribution`` instance.
+
+    >>> check_distribution(3.0, "prior")
+    Traceback (most recent call last):
+    ...
+    fisherbook.errors.ArgumentTypeError: prior must be a torch.distributions.Distribution, got float
+    """
     from torch.distributions import Distribution
 
     if not isinstance(value, Distribution):

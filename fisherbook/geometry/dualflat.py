@@ -50,7 +50,7 @@ from torch.distributions import (
 )
 
 from .._numerics import newton
-from .._validate import check_callable, check_tensor
+from .._validate import check_callable, check_distribution, check_tensor
 from ..errors import ArgumentTypeError, ConvergenceError, InvalidArgumentError, OffManifoldError, ShapeError
 
 __all__ = [
@@ -201,9 +201,7 @@ def _family(d: Any) -> tuple[_ExpFam, Any]:
 
 
 def _check_dist(d: Any) -> Distribution:
-    if not isinstance(d, Distribution):
-        raise ArgumentTypeError(f"expected a torch.distributions.Distribution, got {type(d).__name__}")
-    return d
+    return check_distribution(d, "dist")
 
 
 def natural_parameters(dist: Distribution) -> Tensor:

@@ -15,6 +15,7 @@ Every name is re-exported at the top level (``fb.fisher_information``).
 
 from __future__ import annotations
 
+from . import inference as inference  # compatibility: fb.stats.inference.mle etc. keep working
 from .bounds import crlb, van_trees
 from .estimators import (
     FisherEstimate,

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution, Laplace, Pareto, Uniform, constraints
 
+from .._validate import check_distribution
 from ..errors import ArgumentTypeError, InvalidArgumentError, NonFiniteError, OffManifoldError, UnsupportedError
 
 __all__: list[str] = []  # public wrappers live in fisherbook.stats.estimators
@@ -54,11 +55,7 @@ _MATRIX = (constraints.positive_definite, constraints.lower_cholesky, constraint
 
 
 def _check_dist(dist: object) -> Distribution:
-    if not isinstance(dist, Distribution):
-        raise ArgumentTypeError(
-            f"dist must be a torch.distributions.Distribution, got {type(dist).__name__}"
-        )
-    return dist
+    return check_distribution(dist, "dist")
 
 
 def _group_of(name: str) -> tuple[str, ...] | None:

@@ -40,7 +40,7 @@ from scipy import integrate
 from torch import Tensor
 from torch.distributions import Distribution, VonMises, constraints
 
-from .._validate import check_option, check_symmetric_psd
+from .._validate import check_int, check_option, check_symmetric_psd
 from ..errors import (
     ArgumentTypeError,
     ConvergenceError,
@@ -701,11 +701,7 @@ def _quadrature(r: _Resolved) -> Tensor:
 
 
 def _check_n_samples(n_samples: object) -> int:
-    if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)):
-        raise ArgumentTypeError(f"n_samples must be an int >= 2, got {n_samples!r}")
-    if n_samples < 2:
-        raise InvalidArgumentError(f"n_samples must be >= 2 (a standard error needs two), got {n_samples}")
-    return int(n_samples)
+    return check_int(n_samples, "n_samples (a standard error needs two)", minimum=2)
 
 
 @overload
