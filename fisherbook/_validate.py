@@ -28,6 +28,8 @@ __all__ = [
     "check_finite",
     "check_square",
     "check_symmetric_psd",
+    "check_callable",
+    "check_distribution",
 ]
 
 
@@ -46,7 +48,10 @@ def check_int(value: Any, name: str, *, minimum: int | None = 1, maximum: int | 
                 and value.dtype != torch.bool:
             value = int(value.item())
         else:
-            raise ArgumentTypeError(f"{name} must be an integer{_range_text(minimum, maximum)}, got {type(value).__name__}")
+            raise ArgumentTypeError(
+                f"{name} must be an integer{_range_text(minimum, maximum)}, got "
+                f"{type(value).__name__}"
+            )
     value = int(value)
     if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
         raise InvalidArgumentError(f"{name} must be an integer{_range_text(minimum, maximum)}, got {value}")
@@ -84,7 +89,8 @@ def check_real(
         raise ArgumentTypeError(f"{name} must be a real number{_range_text(low, high, open_low, open_high)}, "
                                 f"got {type(value).__name__}")
     value = float(value)
-    what = f"{name} must be a {'finite ' if finite else ''}real number{_range_text(low, high, open_low, open_high)}, got {value!r}"
+    allowed = _range_text(low, high, open_low, open_high)
+    what = f"{name} must be a {'finite ' if finite else ''}real number{allowed}, got {value!r}"
     if math.isnan(value) or (finite and math.isinf(value)):
         raise NonFiniteError(what)
     if low is not None and (value < low or (open_low and value == low)):
@@ -133,13 +139,19 @@ def check_tensor(
         try:
             value = torch.as_tensor(value, dtype=dtype)
         except (TypeError, ValueError, RuntimeError):
-            raise ArgumentTypeError(f"{name} must be a tensor or array-like of numbers, got {type(value).__name__}") from None
+            raise ArgumentTypeError(
+                f"{name} must be a tensor or array-like of numbers, got "
+                f"{type(value).__name__}"
+            ) from None
     elif dtype is not None:
         value = value.to(dtype)
     if ndim is not None:
         allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
         if value.ndim not in allowed:
-            raise ShapeError(f"{name} must have {' or '.join(map(str, allowed))} dimension(s), got shape {tuple(value.shape)}")
+            raise ShapeError(
+                f"{name} must have {' or '.join(map(str, allowed))} dimension(s), got shape "
+                f"{tuple(value.shape)}"
+            )
     if nonempty and value.numel() == 0:
         raise ShapeError(f"{name} must not be empty, got shape {tuple(value.shape)}")
     if finite:
@@ -163,11 +175,19 @@ def check_square(value: Tensor, name: str) -> Tensor:
     return value
 
 
-def check_symmetric_psd(value: Tensor, name: str, *, rtol: float = 1e-8, definite: bool = False) -> Tensor:
+def check_symmetric_psd(
+    value: Tensor, name: str, *, rtol: float = 1e-8, definite: bool = False, check_eigenvalues: bool = True
+) -> Tensor:
     r"""A symmetric positive semi-definite (or definite) matrix, up to round-off.
 
     Symmetry is checked to ``rtol`` relative to the largest entry; it is never silently imposed.
-    Definiteness is checked on the eigenvalues relative to the largest one.
+    Definiteness is checked on the eigenvalues relative to the largest one (skipped with
+    ``check_eigenvalues=False``, for callers that factorise the matrix anyway).
+
+    >>> check_symmetric_psd(torch.tensor([[1.0, 2.0], [0.0, 1.0]]), "fisher")
+    Traceback (most recent call last):
+    ...
+    fisherbook.errors.NotPositiveDefiniteError: fisher must be symmetric; its largest relative asymmetry is 1
     """
     check_square(value, name)
     check_finite(value, name)
@@ -175,10 +195,41 @@ def check_symmetric_psd(value: Tensor, name: str, *, rtol: float = 1e-8, definit
     asym = ((value - value.transpose(-1, -2)).abs() / scale).amax()
     if float(asym) > rtol:
         raise NotPositiveDefiniteError(f"{name} must be symmetric; its largest relative asymmetry is {float(asym):.3g}")
+    if not check_eigenvalues:
+        return value
     eig = torch.linalg.eigvalsh(0.5 * (value + value.transpose(-1, -2)))
     lo = eig[..., 0] / scale[..., 0, 0]
     tol = 0.0 if definite else -10 * value.shape[-1] * torch.finfo(value.dtype).eps
     if bool((lo <= tol).any() if definite else (lo < tol).any()):
         kind = "positive definite" if definite else "positive semi-definite"
-        raise NotPositiveDefiniteError(f"{name} must be {kind}; its smallest eigenvalue is {float(eig[..., 0].min()):.3g}")
+        raise NotPositiveDefiniteError(
+            f"{name} must be {kind}; its smallest eigenvalue is "
+            f"{float(eig[..., 0].min()):.3g}"
+        )
+    return value
+
+
+def check_callable(value: Any, name: str, what: str = "a callable") -> Any:
+    """A callable; ``what`` describes its signature in the message (e.g. ``"a callable theta -> G(theta)"``).
+
+    >>> check_callable(len, "f") is len
+    True
+    """
+    if not callable(value):
+        raise ArgumentTypeError(f"{name} must be {what}, got {type(value).__name__}")
+    return value
+
+
+def check_distribution(value: Any, name: str = "dist") -> Any:
+    """A ``torch.distributions.Distribution`` instance.
+
+    >>> check_distribution(3.0, "prior")
+    Traceback (most recent call last):
+    ...
+    fisherbook.errors.ArgumentTypeError: prior must be a torch.distributions.Distribution, got float
+    """
+    from torch.distributions import Distribution
+
+    if not isinstance(value, Distribution):
+        raise ArgumentTypeError(f"{name} must be a torch.distributions.Distribution, got {type(value).__name__}")
     return value

@@ -17,9 +17,10 @@ MAP = (ROOT / "docs" / "architecture.md").read_text()
 ALLOWED = {
     "errors": set(),
     "_validate": {"errors"},
+    "_numerics": {"errors", "_validate"},
     "plotting": set(),
-    "stats": {"errors", "_validate"},
-    "geometry": {"errors", "_validate", "stats"},
+    "stats": {"errors", "_validate", "_numerics"},
+    "geometry": {"errors", "_validate", "_numerics", "stats"},
     "data": {"errors", "_validate"},
     "linalg": {"errors", "_validate"},
     "curvature": {"errors", "_validate", "linalg"},

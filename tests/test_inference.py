@@ -23,7 +23,6 @@ from torch.distributions import (
     constraints,
 )
 
-import fisherbook as fb
 from fisherbook.stats import inference as inf
 from fisherbook.stats import intervals as ivl
 
@@ -472,3 +471,55 @@ def test_mle_matches_closed_forms_over_wide_scales(loc, log_scale, log_rate, see
     assert torch.allclose(fit.params["rate"], 30 / e.sum(-1), rtol=1e-9)
     # observed information of the exponential rate is n / rate^2 at the MLE
     assert torch.allclose(fit.observed_information[..., 0, 0], 30 / fit.params["rate"] ** 2, rtol=1e-8)
+
+
+# ----------------------------------------------------------------------------- shared numerics (fisherbook._numerics)
+
+
+def test_newton_minimises_a_batch_and_flags_what_did_not_converge():
+    from fisherbook._numerics import newton
+
+    # f(x) = sum(exp(x) - a x): minimiser log(a), Hessian diag(exp(x)); one element has no minimiser (a = 0)
+    a = t([[2.0, 5.0], [1e-3, 1e3], [0.0, 1.0]])
+
+    def fun(x):
+        e = torch.exp(x)
+        return (e - a * x).sum(-1), e - a, torch.diag_embed(e)
+
+    res = newton(fun, lambda x: (torch.exp(x) - a * x).sum(-1), torch.zeros(3, 2, dtype=D), tol=1e-14, max_iter=100)
+    assert res.converged.tolist() == [True, True, False]
+    assert torch.allclose(res.x[:2], torch.log(a[:2]), rtol=1e-12, atol=1e-12)
+    # a non-convex start (negative curvature) is damped, not followed uphill
+    def well(x):
+        return ((x**2 - 1) ** 2).sum(-1), 4 * x * (x**2 - 1), torch.diag_embed(12 * x**2 - 4)
+
+    res2 = newton(well, lambda x: well(x)[0], t([[0.1]]), tol=1e-13, max_iter=200, criterion="gradient")
+    assert bool(res2.converged.all()) and abs(abs(res2.x.item()) - 1) < 1e-12
+
+
+def test_bisect_numpy_and_torch_agree_with_brentq():
+    from scipy import optimize
+
+    from fisherbook._numerics import bisect, bisect_bracket
+
+    c = np.array([0.5, 2.0, 10.0])
+    r_np = bisect(lambda x: x**3 < c, np.zeros(3), np.full(3, 5.0), n_iter=80)
+    r_t = bisect(lambda x: x**3 < torch.as_tensor(c), torch.zeros(3, dtype=D), torch.full((3,), 5.0, dtype=D), n_iter=80)
+    ref = [optimize.brentq(lambda x, ci=ci: x**3 - ci, 0, 5, xtol=1e-15) for ci in c]
+    assert np.allclose(r_np, ref, rtol=1e-14) and np.allclose(r_t.numpy(), ref, rtol=1e-14)
+    lo, hi = bisect_bracket(lambda x: x < 1.0, np.array([0.0]), np.array([4.0]), n_iter=10)
+    assert lo[0] < 1.0 <= hi[0] and hi[0] - lo[0] == 4.0 / 2**10
+
+
+def test_two_sided_z_and_spd_inverse():
+    from fisherbook._numerics import spd_inverse, two_sided_z
+    from fisherbook.errors import NotPositiveDefiniteError
+
+    assert abs(two_sided_z(0.95) - stats.norm.ppf(0.975)) < 1e-15
+    assert math.isfinite(two_sided_z(1 - 1e-15)) and two_sided_z(1 - 1e-15) > two_sided_z(1 - 1e-14)
+    A = t([[4.0, 1.0], [1.0, 3.0]])
+    assert torch.allclose(spd_inverse(A, "A") @ A, torch.eye(2, dtype=D))
+    with pytest.raises(NotPositiveDefiniteError, match="symmetric"):
+        spd_inverse(t([[4.0, 1.0], [0.0, 3.0]]), "A")
+    with pytest.raises(NotPositiveDefiniteError, match="singular"):
+        spd_inverse(t([[1.0, 1.0], [1.0, 1.0]]), "A")

@@ -11,12 +11,28 @@ Every name is re-exported at the top level (``fb.fisher_rao_distance``).
 from __future__ import annotations
 
 from .dualflat import (
-    bregman_divergence, dual_potential, expectation_parameters, from_expectation, from_natural,
-    kl_bregman, log_partition, m_projection, natural_parameters,
+    bregman_divergence,
+    dual_potential,
+    expectation_parameters,
+    from_expectation,
+    from_natural,
+    kl_bregman,
+    log_partition,
+    m_projection,
+    natural_parameters,
 )
 from .riemannian import (
-    Geodesic, christoffel_symbols, exp_map, fisher_metric, fisher_rao_distance, geodesic,
-    jeffreys_log_density, jeffreys_prior, kl_quadratic, log_map, pullback_metric,
+    Geodesic,
+    christoffel_symbols,
+    exp_map,
+    fisher_metric,
+    fisher_rao_distance,
+    geodesic,
+    jeffreys_log_density,
+    jeffreys_prior,
+    kl_quadratic,
+    log_map,
+    pullback_metric,
 )
 
 __all__ = [

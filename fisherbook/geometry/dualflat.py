@@ -49,7 +49,9 @@ from torch.distributions import (
     Poisson,
 )
 
-from ..errors import OffManifoldError
+from .._numerics import newton
+from .._validate import check_callable, check_distribution, check_tensor
+from ..errors import ArgumentTypeError, ConvergenceError, InvalidArgumentError, OffManifoldError, ShapeError
 
 __all__ = [
     "natural_parameters",
@@ -68,7 +70,7 @@ DTYPE = torch.float64
 
 @dataclass(frozen=True)
 class _ExpFam:
-    natural: Callable[[Distribution], Tensor]  # theta, batch + (k,)
+    natural: Callable[[Any], Tensor]  # theta, batch + (k,), from a distribution of the family
     psi: Callable[[Tensor, Any], Tensor]  # log-partition psi(theta; n), batch
     build: Callable[[Tensor, Any], Distribution]  # distribution from theta
     mean: Callable[[Tensor, Any], Tensor]  # closed-form eta = grad psi(theta)
@@ -83,7 +85,7 @@ def _last(x: Tensor) -> Tensor:
     return x.unsqueeze(-1)
 
 
-def _categorical_natural(d: Distribution) -> Tensor:
+def _categorical_natural(d: Any) -> Tensor:
     p = _f(d.probs)
     if not (p > 0).all():
         raise OffManifoldError(f"{type(d).__name__}: probs must be > 0 for natural parameters, got {p}")
@@ -131,7 +133,9 @@ _FAMILIES: dict[type, _ExpFam] = {
         theta_of_eta=lambda e, n: torch.log(e / (1 + e)),
     ),
     Normal: _ExpFam(  # T(x) = (x, x^2), theta = (mu/sigma^2, -1/(2 sigma^2))
-        natural=lambda d: torch.stack(torch.broadcast_tensors(_f(d.loc) / _f(d.scale) ** 2, -0.5 / _f(d.scale) ** 2), -1),
+        natural=lambda d: torch.stack(
+            torch.broadcast_tensors(_f(d.loc) / _f(d.scale) ** 2, -0.5 / _f(d.scale) ** 2), -1
+        ),
         psi=lambda t, n: -t[..., 0] ** 2 / (4 * t[..., 1]) - 0.5 * torch.log(-2 * t[..., 1]),
         build=lambda t, n: Normal(-t[..., 0] / (2 * t[..., 1]), (-0.5 / t[..., 1]).sqrt()),
         mean=lambda t, n: torch.stack(
@@ -152,7 +156,9 @@ _FAMILIES: dict[type, _ExpFam] = {
     ),
     Beta: _ExpFam(  # T(x) = (log x, log(1-x)), theta = (a - 1, b - 1)
         natural=lambda d: torch.stack(torch.broadcast_tensors(_f(d.concentration1) - 1, _f(d.concentration0) - 1), -1),
-        psi=lambda t, n: torch.lgamma(t[..., 0] + 1) + torch.lgamma(t[..., 1] + 1) - torch.lgamma(t[..., 0] + t[..., 1] + 2),
+        psi=lambda t, n: (
+            torch.lgamma(t[..., 0] + 1) + torch.lgamma(t[..., 1] + 1) - torch.lgamma(t[..., 0] + t[..., 1] + 2)
+        ),
         build=lambda t, n: Beta(t[..., 0] + 1, t[..., 1] + 1),
         mean=lambda t, n: torch.stack(
             [
@@ -184,7 +190,7 @@ def _family(d: Any) -> tuple[_ExpFam, Any]:
     cls = d if isinstance(d, type) else type(d)
     spec = _FAMILIES.get(cls)
     if spec is None:
-        raise TypeError(
+        raise ArgumentTypeError(
             f"{getattr(cls, '__name__', cls)} is not one of the exponential families handled here: "
             f"{', '.join(c.__name__ for c in _FAMILIES)}"
         )
@@ -195,9 +201,7 @@ def _family(d: Any) -> tuple[_ExpFam, Any]:
 
 
 def _check_dist(d: Any) -> Distribution:
-    if not isinstance(d, Distribution):
-        raise TypeError(f"expected a torch.distributions.Distribution, got {type(d).__name__}")
-    return d
+    return check_distribution(d, "dist")
 
 
 def natural_parameters(dist: Distribution) -> Tensor:
@@ -238,8 +242,8 @@ def log_partition(family: Any, theta: Any) -> Tensor:
     """
     spec, n = _family(family)
     if n is None and family in (Binomial, Multinomial):
-        raise TypeError("pass a Binomial / Multinomial instance, which fixes total_count")
-    return spec.psi(torch.as_tensor(theta, dtype=DTYPE), n)
+        raise ArgumentTypeError("pass a Binomial / Multinomial instance, which fixes total_count")
+    return spec.psi(check_tensor(theta, "theta", dtype=DTYPE), n)
 
 
 def expectation_parameters(dist: Distribution) -> Tensor:
@@ -297,7 +301,7 @@ def from_natural(family: Any, theta: Any) -> Distribution:
     theta = torch.as_tensor(theta, dtype=DTYPE)
     psi = spec.psi(theta, n) if n is not None or family not in (Binomial, Multinomial) else None
     if psi is None:
-        raise TypeError("pass a Binomial / Multinomial instance, which fixes total_count")
+        raise ArgumentTypeError("pass a Binomial / Multinomial instance, which fixes total_count")
     if not torch.isfinite(psi).all():
         raise OffManifoldError(f"theta is outside the natural parameter space of the family: {theta}")
     try:
@@ -335,7 +339,7 @@ def from_expectation(family: Any, eta: Any, *, tol: float = 1e-12, max_iter: int
         raise OffManifoldError(f"eta must be finite, got {eta}")
     if spec.theta_of_eta is not None:
         if family in (Binomial, Multinomial) and n is None:
-            raise TypeError("pass a Binomial / Multinomial instance, which fixes total_count")
+            raise ArgumentTypeError("pass a Binomial / Multinomial instance, which fixes total_count")
         theta = spec.theta_of_eta(eta, n)
         if not torch.isfinite(theta).all():
             raise OffManifoldError(f"eta is not a valid expectation parameter of the family: {eta}")
@@ -353,30 +357,26 @@ def from_expectation(family: Any, eta: Any, *, tol: float = 1e-12, max_iter: int
         if not ((eta < 0).all()):
             raise OffManifoldError("Beta: eta = (E log x, E log(1-x)) must be negative")
         theta = torch.zeros_like(eta)
-    for _ in range(max_iter):
-        th = theta.detach().requires_grad_(True)
+    def derivatives(th: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        th = th.detach().requires_grad_(True)
         with torch.enable_grad():
-            grad = torch.autograd.grad(spec.psi(th, n).sum(), th, create_graph=True)[0]
+            f = spec.psi(th, n) - (th * eta).sum(-1)
+            grad = torch.autograd.grad(f.sum(), th, create_graph=True)[0]
             hess = torch.stack(
                 [torch.autograd.grad(grad[..., i].sum(), th, retain_graph=True)[0] for i in range(th.shape[-1])], -2
             )
-        r = grad.detach() - eta
-        if r.abs().max() < tol:
-            return from_natural(family, theta)
-        step = torch.linalg.solve(hess, r.unsqueeze(-1)).squeeze(-1)
-        t = 1.0
-        f0 = spec.psi(theta, n) - (theta * eta).sum(-1)
-        while t > 1e-10:  # backtracking: stay in the domain and decrease f
-            cand = theta - t * step
-            f1 = spec.psi(cand, n) - (cand * eta).sum(-1)
-            if torch.isfinite(f1).all() and (f1 <= f0 + 1e-12).all():
-                break
-            t /= 2
-        theta = cand
-    raise RuntimeError(
-        f"from_expectation did not converge in {max_iter} Newton steps (residual {r.abs().max():.2e}); "
-        "eta may be near the boundary of the expectation space"
-    )
+        return f.detach(), grad.detach(), hess.detach()
+
+    def value(th: Tensor) -> Tensor:
+        return spec.psi(th, n) - (th * eta).sum(-1)
+
+    res = newton(derivatives, value, theta, tol=tol, max_iter=max_iter, criterion="gradient")
+    if not bool(res.converged.all()):
+        raise ConvergenceError(
+            f"from_expectation did not converge in {max_iter} Newton steps (residual {res.grad.abs().max():.2e}); "
+            "eta may be near the boundary of the expectation space"
+        )
+    return from_natural(family, res.x)
 
 
 def bregman_divergence(potential: Callable[[Tensor], Tensor], x: Any, y: Any) -> Tensor:
@@ -392,8 +392,11 @@ def bregman_divergence(potential: Callable[[Tensor], Tensor], x: Any, y: Any) ->
     >>> bregman_divergence(lambda z: (z ** 2).sum(-1), torch.tensor([1.0, 2.0]), torch.tensor([0.0, 0.0]))
     tensor(5., dtype=torch.float64)
     """
-    x = torch.as_tensor(x, dtype=DTYPE)
-    y = torch.as_tensor(y, dtype=DTYPE).detach().requires_grad_(True)
+    check_callable(potential, "potential", "a callable batch + (k,) -> batch")
+    x = check_tensor(x, "x", dtype=DTYPE)
+    y = check_tensor(y, "y", dtype=DTYPE).detach().requires_grad_(True)
+    if x.shape[-1:] != y.shape[-1:]:
+        raise ShapeError(f"x and y must have the same last dimension, got shapes {tuple(x.shape)} and {tuple(y.shape)}")
     with torch.enable_grad():
         fy = potential(y)
         (grad,) = torch.autograd.grad(fy.sum(), y)
@@ -401,7 +404,9 @@ def bregman_divergence(potential: Callable[[Tensor], Tensor], x: Any, y: Any) ->
 
 
 def kl_bregman(p: Distribution, q: Distribution) -> Tensor:
-    r"""KL divergence of two members of an exponential family as the Bregman divergence :math:`B_\psi(\theta_q, \theta_p)`.
+    r"""KL divergence of two members of an exponential family as a Bregman divergence.
+
+    The divergence is :math:`B_\psi(\theta_q, \theta_p)`.
 
     .. math::
 
@@ -415,12 +420,12 @@ def kl_bregman(p: Distribution, q: Distribution) -> Tensor:
     True
     """
     if type(p) is not type(q):
-        raise TypeError(f"p and q must be of the same family, got {type(p).__name__} and {type(q).__name__}")
+        raise ArgumentTypeError(f"p and q must be of the same family, got {type(p).__name__} and {type(q).__name__}")
     spec, n = _family(_check_dist(p))
     if n is not None:
-        n2 = torch.as_tensor(q.total_count, dtype=DTYPE)
+        n2 = torch.as_tensor(q.total_count, dtype=DTYPE)  # type: ignore[attr-defined]  # Binomial/Multinomial
         if not torch.equal(*torch.broadcast_tensors(n, n2)):
-            raise ValueError("total_count must be equal for p and q")
+            raise InvalidArgumentError("total_count must be equal for p and q")
     tp, tq = spec.natural(p), spec.natural(q)
     return spec.psi(tq, n) - spec.psi(tp, n) - (spec.mean(tp, n) * (tq - tp)).sum(-1)
 
@@ -463,7 +468,7 @@ def m_projection(
     ------
     OffManifoldError
         If ``probs`` is off the simplex or ``base`` is not positive.
-    ValueError
+    InvalidArgumentError
         If :math:`\operatorname{E}_p[T]` lies on the boundary of the convex hull of :math:`T`
         (the projection is at infinity), or the statistics are degenerate.
 
@@ -484,39 +489,34 @@ def m_projection(
     if T.ndim == 1:
         T = T.unsqueeze(-1)
     if T.ndim != 2 or T.shape[0] != p.shape[0]:
-        raise ValueError(f"statistics must have shape (K, d) with K = {p.shape[0]}, got {tuple(T.shape)}")
+        raise ShapeError(f"statistics must have shape (K, d) with K = {p.shape[0]}, got {tuple(T.shape)}")
     logh = torch.zeros_like(p) if base is None else torch.as_tensor(base, dtype=DTYPE).log()
     if base is not None and (logh.shape != p.shape or not torch.isfinite(logh).all()):
         raise OffManifoldError("base must be a positive vector of the same length as probs")
     centred = T - T.mean(0)
     if torch.linalg.matrix_rank(centred) < T.shape[1]:
-        raise ValueError("statistics are degenerate: their columns are affinely dependent on the support")
+        raise InvalidArgumentError("statistics are degenerate: their columns are affinely dependent on the support")
     target = p @ T
-    theta = torch.zeros(T.shape[1], dtype=DTYPE)
+    scale = max(1.0, float(T.abs().max()))
 
-    def objective(th: Tensor) -> Tensor:
+    def derivatives(th: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        logits = logh + T @ th
+        q = torch.softmax(logits, 0)
+        mean = q @ T
+        cov = (T - mean).T @ ((T - mean) * q[:, None])
+        return torch.logsumexp(logits, 0) - th @ target, mean - target, cov
+
+    def value(th: Tensor) -> Tensor:
         return torch.logsumexp(logh + T @ th, 0) - th @ target
 
-    for _ in range(max_iter):
-        q = torch.softmax(logh + T @ theta, 0)
-        mean = q @ T
-        r = mean - target
-        if r.abs().max() < tol:
-            if (q < 1e-12).any():  # theta has run off towards infinity: a face of the hull
-                break
-            return q, theta
-        cov = (T - mean).T @ ((T - mean) * q[:, None])
-        try:
-            step = torch.linalg.solve(cov, r)
-        except RuntimeError:
-            break
-        t, f0 = 1.0, objective(theta)
-        while t > 1e-12 and not objective(theta - t * step) <= f0:
-            t /= 2
-        theta = theta - t * step
-        if theta.abs().max() > 1e6:
-            break
-    raise ValueError(
+    # the moment mismatch is measured relative to the size of the statistics: its round-off
+    # floor is about eps * max|T|, so an absolute 1e-12 could not be reached for T = x**2 on 0..4
+    res = newton(derivatives, value, torch.zeros(T.shape[1], dtype=DTYPE), tol=tol * scale, max_iter=max_iter,
+                 criterion="gradient")
+    q = torch.softmax(logh + T @ res.x, 0)
+    if bool(res.converged) and not bool((q < 1e-12).any()) and bool(res.x.abs().max() < 1e6):
+        return q, res.x
+    raise InvalidArgumentError(
         "m_projection did not converge: E_p[T] is (nearly) on the boundary of the convex hull of the "
         "statistics, so the projection lies at infinity"
     )

@@ -49,7 +49,8 @@ from torch.distributions import (
     constraints,
 )
 
-from ..errors import GeodesicError, OffManifoldError
+from .._validate import check_callable
+from ..errors import ArgumentTypeError, GeodesicError, InvalidArgumentError, OffManifoldError, ShapeError
 
 __all__ = [
     "Geodesic",
@@ -79,9 +80,12 @@ Metric = Callable[[Tensor], Tensor]
 
 
 def _f64(x: Any, name: str) -> Tensor:
-    t = torch.as_tensor(x)
+    try:
+        t = torch.as_tensor(x)
+    except (TypeError, ValueError, RuntimeError):
+        raise ArgumentTypeError(f"{name} must be a real tensor or array of numbers, got {type(x).__name__}") from None
     if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64)):
-        raise TypeError(f"{name} must be a real tensor, got dtype {t.dtype}")
+        raise ArgumentTypeError(f"{name} must be a real tensor, got dtype {t.dtype}")
     t = t.to(DTYPE)
     if not torch.isfinite(t).all():
         raise OffManifoldError(f"{name} must be finite, got {t}")
@@ -113,15 +117,15 @@ def _simplex(p: Tensor, name: str, family: str, *, interior: bool = False) -> Te
     return p / p.sum(-1, keepdim=True)
 
 
-def _probs(d: Distribution) -> Tensor:
+def _probs(d: Any) -> Tensor:
     return _f64(d.probs, "probs")
 
 
-def _same_total_count(p: Distribution, q: Distribution) -> Tensor:
+def _same_total_count(p: Any, q: Any) -> Tensor:
     n1 = torch.as_tensor(p.total_count, dtype=DTYPE)
     n2 = torch.as_tensor(q.total_count, dtype=DTYPE)
     if not torch.equal(*torch.broadcast_tensors(n1, n2)):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"total_count must be equal for both distributions (different n are different manifolds), "
             f"got {n1} and {n2}"
         )
@@ -135,7 +139,7 @@ def _same_total_count(p: Distribution, q: Distribution) -> Tensor:
 # --------------------------------------------------------------------------------------------
 
 
-def _isometric_1d(d: Distribution) -> tuple[Tensor, Tensor, Callable[[Tensor], Tensor]]:
+def _isometric_1d(d: Any) -> tuple[Tensor, Tensor, Callable[..., Distribution]]:
     r"""For a one-parameter family return :math:`\varphi(\theta)`, :math:`\varphi'(\theta) = \sqrt{I(\theta)}`
     and :math:`\varphi^{-1}`, where :math:`\varphi` maps the family isometrically onto an interval."""
     if isinstance(d, Poisson):
@@ -168,17 +172,36 @@ def _isometric_1d(d: Distribution) -> tuple[Tensor, Tensor, Callable[[Tensor], T
             return Geometric(probs=1 / torch.cosh(phi / 2) ** 2)
 
         return -2 * torch.atanh((1 - p).sqrt()), 1 / (p * (1 - p).sqrt()), inverse_geo
-    raise TypeError(f"no isometric coordinate for {type(d).__name__}")
+    raise ArgumentTypeError(f"no isometric coordinate for {type(d).__name__}")
 
 
 _ONE_D = (Poisson, Exponential, Bernoulli, Binomial, Geometric)
 
 
-def _normal_halfplane(d: Normal) -> tuple[Tensor, Tensor]:
+def _normal_halfplane(d: Any) -> tuple[Tensor, Tensor]:
     mu = _f64(d.loc, "loc")
     sigma = _positive(_f64(d.scale, "scale"), "scale", "Normal")
     mu, sigma = torch.broadcast_tensors(mu, sigma)
     return mu / math.sqrt(2.0), sigma  # (u, sigma) with ds^2 = 2 (du^2 + dsigma^2) / sigma^2
+
+
+def _halfplane_distance(u1: Tensor, s1: Tensor, u2: Tensor, s2: Tensor) -> Tensor:
+    r"""Distance in the metric :math:`2(du^2 + d\sigma^2)/\sigma^2`, stable over the whole range of doubles.
+
+    With :math:`x = \sqrt{\Delta u^2 + \Delta\sigma^2} / (2\sqrt{\sigma_1\sigma_2})`,
+    :math:`\operatorname{arccosh}(1 + 2x^2) = 2\operatorname{asinh}(x)`, so the distance is
+    :math:`2\sqrt2\,\operatorname{asinh} x`: exactly 0 for a point and itself, accurate for nearby
+    points, and for :math:`x` beyond :math:`10^{150}` (where :math:`x` itself may overflow) the
+    logarithmic form :math:`2\sqrt2\,\log(2x)` computed from logarithms. Differences are
+    taken on halves so that they cannot overflow.
+    """
+    half = torch.hypot(u1 / 2 - u2 / 2, s1 / 2 - s2 / 2)  # = |difference| / 2, no overflow
+    root1, root2 = s1.sqrt(), s2.sqrt()
+    x = (half / root1) / root2
+    log_2x = math.log(2.0) + torch.log(half) - 0.5 * (torch.log(s1) + torch.log(s2))
+    big = ~(x < 1e150)
+    safe_x = torch.where(big, torch.ones_like(x), x)
+    return 2 * math.sqrt(2.0) * torch.where(big, log_2x, torch.asinh(safe_x))
 
 
 def _sphere(d: Distribution, *, interior: bool = False) -> tuple[Tensor, Tensor]:
@@ -220,9 +243,9 @@ def fisher_rao_distance(p: Distribution, q: Distribution) -> Tensor:
 
     Raises
     ------
-    TypeError
+    ArgumentTypeError
         If the classes differ or the family has no closed form here.
-    ValueError
+    InvalidArgumentError
         If ``total_count`` differs.
     OffManifoldError
         If a parameter is off the manifold (non-positive scale or rate, probabilities off the simplex).
@@ -237,22 +260,20 @@ def fisher_rao_distance(p: Distribution, q: Distribution) -> Tensor:
     True
     """
     if not isinstance(p, Distribution) or not isinstance(q, Distribution):
-        raise TypeError("p and q must be torch.distributions.Distribution instances")
+        raise ArgumentTypeError("p and q must be torch.distributions.Distribution instances")
     if type(p) is not type(q):
-        raise TypeError(f"p and q must be of the same family, got {type(p).__name__} and {type(q).__name__}")
+        raise ArgumentTypeError(f"p and q must be of the same family, got {type(p).__name__} and {type(q).__name__}")
     if isinstance(p, Normal):
         u1, s1 = _normal_halfplane(p)
         u2, s2 = _normal_halfplane(q)
-        arg = ((u1 - u2) ** 2 + (s1 - s2) ** 2) / (2 * s1 * s2)
-        # arccosh(1 + a) = log1p(a + sqrt(a (a + 2))), accurate for small a
-        return math.sqrt(2.0) * torch.log1p(arg + torch.sqrt(arg * (arg + 2)))
+        return _halfplane_distance(u1, s1, u2, s2)
     if isinstance(p, (Categorical, Multinomial)):
         if isinstance(p, Multinomial):
             _same_total_count(p, q)
         x1, scale = _sphere(p)
         x2, _ = _sphere(q)
         if x1.shape[-1] != x2.shape[-1]:
-            raise ValueError(f"p and q must have the same number of categories, got {x1.shape[-1]} and {x2.shape[-1]}")
+            raise ShapeError(f"p and q must have the same number of categories, got {x1.shape[-1]} and {x2.shape[-1]}")
         # angle between unit vectors, computed stably as 2 asin(|x1 - x2| / 2)
         chord = (x1 - x2).norm(dim=-1)
         return scale * 2 * torch.asin((chord / 2).clamp(max=1.0))
@@ -272,14 +293,14 @@ def fisher_rao_distance(p: Distribution, q: Distribution) -> Tensor:
             return 2 * n.sqrt() * (torch.asin(p1.sqrt()) - torch.asin(p2.sqrt())).abs()
         if isinstance(p, Poisson):
             l1 = _f64(p.rate, "rate")
-            l2 = _f64(q.rate, "rate")
+            l2 = _f64(q.rate, "rate")  # type: ignore[attr-defined]  # q is a Poisson: same class as p
             if not ((l1 >= 0) & (l2 >= 0)).all():
                 raise OffManifoldError("Poisson: rate must be >= 0")
             return 2 * (l1.sqrt() - l2.sqrt()).abs()
         phi1, _, _ = _isometric_1d(p)
         phi2, _, _ = _isometric_1d(q)
         return (phi1 - phi2).abs()
-    raise TypeError(
+    raise ArgumentTypeError(
         f"no closed-form Fisher–Rao distance for {type(p).__name__}; "
         "use geodesic(fisher_metric(...), start, end).length"
     )
@@ -288,7 +309,7 @@ def fisher_rao_distance(p: Distribution, q: Distribution) -> Tensor:
 def _tangent(v: Any, size: int, name: str = "tangent") -> Tensor:
     v = _f64(v, name)
     if v.ndim < 1 or v.shape[-1] != size:
-        raise ValueError(f"{name} must have last dimension {size}, got shape {tuple(v.shape)}")
+        raise ShapeError(f"{name} must have last dimension {size}, got shape {tuple(v.shape)}")
     return v
 
 
@@ -348,7 +369,7 @@ def exp_map(dist: Distribution, tangent: Tensor) -> Distribution:
         v = _tangent(tangent, x0.shape[-1])
         x0, v = torch.broadcast_tensors(x0, v)
         if not torch.allclose(v.sum(-1), torch.zeros((), dtype=DTYPE), atol=1e-9):
-            raise ValueError("tangent of a Categorical/Multinomial must sum to 0 over the categories")
+            raise InvalidArgumentError("tangent of a Categorical/Multinomial must sum to 0 over the categories")
         dx = v / (2 * x0)
         a = dx.norm(dim=-1, keepdim=True)
         x1 = torch.cos(a) * x0 + torch.where(a > 0, torch.sin(a) / a.clamp_min(1e-300), 1.0) * dx
@@ -365,7 +386,7 @@ def exp_map(dist: Distribution, tangent: Tensor) -> Distribution:
         phi, dphi, inverse = _isometric_1d(dist)
         v = _tangent(tangent, 1)[..., 0]
         return inverse(phi + dphi * v)
-    raise TypeError(f"no closed-form exponential map for {type(dist).__name__}")
+    raise ArgumentTypeError(f"no closed-form exponential map for {type(dist).__name__}")
 
 
 def log_map(p: Distribution, q: Distribution) -> Tensor:
@@ -393,7 +414,7 @@ def log_map(p: Distribution, q: Distribution) -> Tensor:
     tensor([2.], dtype=torch.float64)
     """
     if type(p) is not type(q):
-        raise TypeError(f"p and q must be of the same family, got {type(p).__name__} and {type(q).__name__}")
+        raise ArgumentTypeError(f"p and q must be of the same family, got {type(p).__name__} and {type(q).__name__}")
     if isinstance(p, Normal):
         u1, s1 = _normal_halfplane(p)
         u2, s2 = _normal_halfplane(q)
@@ -422,7 +443,7 @@ def log_map(p: Distribution, q: Distribution) -> Tensor:
         phi1, dphi, _ = _isometric_1d(p)
         phi2, _, _ = _isometric_1d(q)
         return ((phi2 - phi1) / dphi).unsqueeze(-1)
-    raise TypeError(f"no closed-form logarithm map for {type(p).__name__}")
+    raise ArgumentTypeError(f"no closed-form logarithm map for {type(p).__name__}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -471,10 +492,10 @@ def fisher_metric(
             [0.0000, 0.5000]], dtype=torch.float64)
     """
     if not (isinstance(family, type) and issubclass(family, Distribution)):
-        raise TypeError(f"family must be a torch.distributions class, got {family!r}")
+        raise ArgumentTypeError(f"family must be a torch.distributions class, got {family!r}")
     params = tuple(params)
     if not params or not all(isinstance(n, str) for n in params):
-        raise ValueError(f"params must be a non-empty sequence of parameter names, got {params!r}")
+        raise InvalidArgumentError(f"params must be a non-empty sequence of parameter names, got {params!r}")
     k = len(params)
     arg_constraints = getattr(family, "arg_constraints", {})
     simplex = k == 1 and arg_constraints.get(params[0]) is constraints.simplex
@@ -485,17 +506,23 @@ def fisher_metric(
         theta = torch.as_tensor(theta, dtype=DTYPE)
         if simplex:  # the first K-1 probabilities are the coordinates, p_K = 1 - sum
             if theta.ndim < 1 or theta.shape[-1] < 1:
-                raise ValueError("theta must hold the first K-1 probabilities in its last dimension")
+                raise ShapeError("theta must hold the first K-1 probabilities in its last dimension")
             kwargs = {params[0]: torch.cat([theta, 1 - theta.sum(-1, keepdim=True)], dim=-1)}
         elif theta.shape[-1:] != (k,):
-            raise ValueError(f"theta must have last dimension {k} ({', '.join(params)}), got shape {tuple(theta.shape)}")
+            raise ShapeError(
+                f"theta must have last dimension {k} ({', '.join(params)}), got shape "
+                f"{tuple(theta.shape)}"
+            )
         else:
             kwargs = {name: theta[..., i] for i, name in enumerate(params)}
         try:
-            dist = family(**kwargs, **fixed, validate_args=True)
+            make: Any = family  # a torch.distributions class, called with its constructor names
+            dist = make(**kwargs, **fixed, validate_args=True)
         except ValueError as err:
             raise OffManifoldError(f"{family.__name__}{tuple(params)}: {err}") from err
-        return estimators.fisher_information(dist, params=params, method=method)
+        out = estimators.fisher_information(dist, params=params, method=method)
+        assert isinstance(out, Tensor)  # closed_form / quadrature return a tensor
+        return out
 
     metric.__name__ = f"fisher_metric_{family.__name__}"
     metric.params = params  # type: ignore[attr-defined]
@@ -513,13 +540,17 @@ def _batched_jacobian(f: Callable[[Tensor], Tensor], x: Tensor, *, create_graph:
             if not flat.requires_grad:
                 cols.append(torch.zeros_like(x))
                 continue
-            (g,) = torch.autograd.grad(flat[:, j].sum(), x, retain_graph=True, create_graph=create_graph, allow_unused=True)
+            (g,) = torch.autograd.grad(
+                flat[:, j].sum(), x, retain_graph=True, create_graph=create_graph, allow_unused=True
+            )
             cols.append(torch.zeros_like(x) if g is None else g)
     return torch.stack(cols, dim=1).reshape(*y.shape, x.shape[-1])
 
 
 def pullback_metric(metric: Metric, transform: Callable[[Tensor], Tensor]) -> Metric:
-    r"""The same metric in new coordinates: :math:`\tilde G(\varphi) = J^\top G(f(\varphi))\, J`, :math:`J = \partial f/\partial\varphi`.
+    r"""The same metric in new coordinates: :math:`\tilde G(\varphi) = J^\top G(f(\varphi))\, J`.
+
+    Here :math:`J = \partial f/\partial\varphi`.
 
     If :math:`\theta = f(\varphi)`, lengths, distances and geodesics do not change; only their
     coordinates do. The Jacobian is taken by autograd, so ``transform`` must be written in torch
@@ -545,6 +576,8 @@ def pullback_metric(metric: Metric, transform: Callable[[Tensor], Tensor]) -> Me
     tensor([[1., 0.],
             [0., 2.]], dtype=torch.float64)
     """
+    check_callable(metric, "metric", "a callable theta -> G(theta)")
+    check_callable(transform, "transform", "a callable phi -> theta")
 
     def pulled(phi: Tensor) -> Tensor:
         phi = torch.as_tensor(phi, dtype=DTYPE)
@@ -579,9 +612,9 @@ def _metric_and_derivative(metric: Metric, x: Tensor, derivative: str) -> tuple[
             if derivative == "autograd":
                 raise
         if derivative == "autograd":
-            raise ValueError("derivative='autograd' but the metric is not differentiable by torch autograd")
+            raise InvalidArgumentError("derivative='autograd' but the metric is not differentiable by torch autograd")
     elif derivative != "fd":
-        raise ValueError(f"derivative must be 'auto', 'autograd' or 'fd', got {derivative!r}")
+        raise InvalidArgumentError(f"derivative must be 'auto', 'autograd' or 'fd', got {derivative!r}")
     # central finite differences, step relative to the coordinate's size
     h = 1e-5 * (1 + x.abs())
     G = metric(x).detach()
@@ -631,6 +664,7 @@ def christoffel_symbols(metric: Metric, theta: Tensor, *, derivative: str = "aut
     >>> Gam[0, 0, 1].item(), Gam[1, 0, 0].item(), Gam[1, 1, 1].item()
     (-0.5, 0.25, -0.5)
     """
+    check_callable(metric, "metric", "a callable theta -> G(theta)")
     theta = _f64(theta, "theta")
     shape = theta.shape
     x = theta.reshape(-1, shape[-1])
@@ -676,7 +710,7 @@ class Geodesic:
         """Points :math:`\\gamma(t)` for ``t`` in [0, 1], shape ``(len(t), k)``."""
         t = np.atleast_1d(np.asarray(t, dtype=float))
         if (t < 0).any() or (t > 1).any():
-            raise ValueError("t must lie in [0, 1]")
+            raise InvalidArgumentError("t must lie in [0, 1]")
         k = self.points.shape[1]
         return torch.as_tensor(self._sol.sol(t)[:k].T, dtype=DTYPE)
 
@@ -704,7 +738,7 @@ def _check_metric(G: Tensor, where: str) -> None:
 def _single_threaded_blas() -> Any:
     """Limit BLAS to one thread: the tiny systems here only pay for thread spin-up and contention."""
     try:
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]  # ships no type hints
     except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
         return contextlib.nullcontext()
     return threadpool_limits(limits=1, user_api="blas")
@@ -820,19 +854,20 @@ def geodesic(
     >>> round(g.length, 8)
     2.0
     """
+    check_callable(metric, "metric", "a callable theta -> G(theta)")
     if not isinstance(n_nodes, int) or n_nodes < 3:
-        raise ValueError(f"n_nodes must be an integer >= 3, got {n_nodes!r}")
+        raise InvalidArgumentError(f"n_nodes must be an integer >= 3, got {n_nodes!r}")
     if not 0 < tol < 0.1:
-        raise ValueError(f"tol must lie in (0, 0.1), got {tol!r}")
+        raise InvalidArgumentError(f"tol must lie in (0, 0.1), got {tol!r}")
     x0 = _f64(start, "start").reshape(-1)
     x1 = _f64(end, "end").reshape(-1)
     if x0.shape != x1.shape:
-        raise ValueError(f"start and end must have the same shape, got {tuple(x0.shape)} and {tuple(x1.shape)}")
+        raise ShapeError(f"start and end must have the same shape, got {tuple(x0.shape)} and {tuple(x1.shape)}")
     k = x0.shape[0]
     ends = torch.stack([x0, x1])
     G_ends = metric(ends)
     if G_ends.shape != (2, k, k):
-        raise ValueError(f"metric must map (m, {k}) to (m, {k}, {k}); got shape {tuple(G_ends.shape)}")
+        raise ShapeError(f"metric must map (m, {k}) to (m, {k}, {k}); got shape {tuple(G_ends.shape)}")
     _check_metric(G_ends[0], f"start {x0.tolist()}")
     _check_metric(G_ends[1], f"end {x1.tolist()}")
     a, b = x0.numpy(), x1.numpy()
@@ -855,7 +890,7 @@ def geodesic(
     else:
         x_init = np.asarray(initial(t), dtype=float)
         if x_init.shape != (k, n_nodes):
-            raise ValueError(f"initial(t) must return shape ({k}, {n_nodes}), got {x_init.shape}")
+            raise ShapeError(f"initial(t) must return shape ({k}, {n_nodes}), got {x_init.shape}")
         v_init = np.gradient(x_init, t, axis=1)
     y_init = np.vstack([x_init, v_init])
     try:
@@ -930,6 +965,7 @@ def jeffreys_log_density(metric: Metric, theta: Any) -> Tensor:
     >>> round(jeffreys_log_density(G, torch.tensor([0.0, 1.0])).item(), 6) == round(0.5 * math.log(2), 6)
     True
     """
+    check_callable(metric, "metric", "a callable theta -> G(theta)")
     theta = _f64(theta, "theta")
     G = metric(theta)
     sign, logdet = torch.linalg.slogdet(G)
@@ -939,7 +975,9 @@ def jeffreys_log_density(metric: Metric, theta: Any) -> Tensor:
 
 
 def jeffreys_prior(dist: Distribution) -> Distribution:
-    r"""The normalised Jeffreys prior :math:`\pi(\theta) \propto \sqrt{\det I(\theta)}` of ``dist``'s family, where proper.
+    r"""The normalised Jeffreys prior of ``dist``'s family, where proper.
+
+    The prior is :math:`\pi(\theta) \propto \sqrt{\det I(\theta)}`.
 
     Only ``dist``'s family and fixed quantities (number of categories, batch shape) matter,
     not its parameter values. Proper cases:
@@ -985,18 +1023,20 @@ def jeffreys_prior(dist: Distribution) -> Distribution:
     }
     for fam, density in improper.items():
         if isinstance(dist, fam):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"the Jeffreys prior of {fam.__name__} is improper (proportional to {density}); "
                 "use jeffreys_log_density for the unnormalised log density"
             )
-    raise TypeError(
+    raise ArgumentTypeError(
         f"no closed-form Jeffreys prior for {type(dist).__name__}; "
         "use jeffreys_log_density(fisher_metric(...), theta)"
     )
 
 
 def kl_quadratic(dist: Distribution, delta: Any, params: Sequence[str] | None = None) -> Tensor:
-    r"""Second-order approximation :math:`\mathrm{KL}(p_\theta \,\|\, p_{\theta+\delta}) \approx \tfrac12\, \delta^\top I(\theta)\, \delta`.
+    r"""Second-order approximation of the KL divergence by the Fisher information.
+
+    :math:`\mathrm{KL}(p_\theta \,\|\, p_{\theta+\delta}) \approx \tfrac12\, \delta^\top I(\theta)\, \delta`.
 
     The KL divergence vanishes with zero gradient at :math:`\delta = 0` and its Hessian there is the
     Fisher information, so the error of this approximation is :math:`O(\|\delta\|^3)`.
@@ -1026,5 +1066,5 @@ def kl_quadratic(dist: Distribution, delta: Any, params: Sequence[str] | None = 
     info = estimators.fisher_information(dist, params=None if params is None else tuple(params))
     delta = _f64(delta, "delta")
     if delta.shape[-1:] != info.shape[-1:]:
-        raise ValueError(f"delta must have last dimension {info.shape[-1]}, got shape {tuple(delta.shape)}")
+        raise ShapeError(f"delta must have last dimension {info.shape[-1]}, got shape {tuple(delta.shape)}")
     return 0.5 * torch.einsum("...a,...ab,...b->...", delta, info, delta)

@@ -3,8 +3,11 @@ r"""Fisher information of probability families, and the inference built on it (c
 - :mod:`~fisherbook.stats.families`: closed-form Fisher information of ``torch.distributions`` families;
 - :mod:`~fisherbook.stats.estimators`: score, quadrature, Monte-Carlo, observed and empirical information,
   reparameterisation;
-- :mod:`~fisherbook.stats.inference`: Cramér–Rao and van Trees bounds, estimator simulation, maximum
-  likelihood, Wald/score/likelihood-ratio intervals, coverage, sandwich covariance;
+- :mod:`~fisherbook.stats.bounds`: Cramér–Rao and van Trees bounds;
+- :mod:`~fisherbook.stats.simulation`: reproducible sampling, estimator simulation, interval coverage;
+- :mod:`~fisherbook.stats.mle`: maximum likelihood and the sandwich covariance;
+- :mod:`~fisherbook.stats.likelihood_intervals`: Wald, score and likelihood-ratio intervals
+  (:mod:`~fisherbook.stats.inference` re-exports these four for compatibility);
 - :mod:`~fisherbook.stats.intervals`: exact coverage of Binomial and Poisson intervals.
 
 Every name is re-exported at the top level (``fb.fisher_information``).
@@ -12,16 +15,24 @@ Every name is re-exported at the top level (``fb.fisher_information``).
 
 from __future__ import annotations
 
+from . import inference as inference  # compatibility: fb.stats.inference.mle etc. keep working
+from .bounds import crlb, van_trees
 from .estimators import (
-    FisherEstimate, conditional_fisher, coordinate_names, empirical_fisher, fisher_information,
-    observed_information, parameter_names, reparameterize, score,
+    FisherEstimate,
+    conditional_fisher,
+    coordinate_names,
+    empirical_fisher,
+    fisher_information,
+    observed_information,
+    parameter_names,
+    reparameterize,
+    score,
 )
 from .families import CLOSED_FORMS, ClosedForm, closed_form_fisher
-from .inference import (
-    CoverageEstimate, EstimatorSummary, MLEResult, coverage, crlb, lr_interval, mle, sample,
-    sandwich_covariance, score_interval, simulate_estimator, van_trees, wald_interval,
-)
 from .intervals import binomial_interval, exact_coverage, poisson_interval
+from .likelihood_intervals import lr_interval, score_interval, wald_interval
+from .mle import MLEResult, mle, sandwich_covariance
+from .simulation import CoverageEstimate, EstimatorSummary, coverage, sample, simulate_estimator
 
 __all__ = [
     "CLOSED_FORMS", "ClosedForm", "closed_form_fisher",

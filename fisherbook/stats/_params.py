@@ -25,10 +25,14 @@ import inspect
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 from torch.distributions import Distribution, Laplace, Pareto, Uniform, constraints
+
+from .._validate import check_distribution
+from ..errors import ArgumentTypeError, InvalidArgumentError, NonFiniteError, OffManifoldError, UnsupportedError
 
 __all__: list[str] = []  # public wrappers live in fisherbook.stats.estimators
 
@@ -51,11 +55,7 @@ _MATRIX = (constraints.positive_definite, constraints.lower_cholesky, constraint
 
 
 def _check_dist(dist: object) -> Distribution:
-    if not isinstance(dist, Distribution):
-        raise TypeError(
-            f"dist must be a torch.distributions.Distribution, got {type(dist).__name__}"
-        )
-    return dist
+    return check_distribution(dist, "dist")
 
 
 def _group_of(name: str) -> tuple[str, ...] | None:
@@ -106,7 +106,7 @@ def parameter_names(dist: Distribution) -> tuple[str, ...]:
         if chosen is not None and chosen not in names:
             names.append(chosen)
     if not names:
-        raise TypeError(
+        raise ArgumentTypeError(
             f"{type(dist).__name__} has no named constructor parameters that fisherbook can "
             "differentiate; build the distribution directly from torch.distributions families "
             "(Normal, Gamma, Categorical, MultivariateNormal, ...)"
@@ -115,7 +115,7 @@ def parameter_names(dist: Distribution) -> tuple[str, ...]:
 
 
 def _all_names(cls: type, arg_constraints: dict) -> list[str]:
-    sig = inspect.signature(cls.__init__)
+    sig = inspect.signature(cls)
     return [n for n in sig.parameters if n in arg_constraints and n not in _FIXED]
 
 
@@ -232,11 +232,11 @@ class _Resolved:
             else:
                 v = self.values[name]
                 kwargs[name] = v.expand(lp_shape + v.shape[nb:])
-        for name, v in self.fixed.items():
-            if isinstance(v, Tensor) and v.dim() > 0:
-                kwargs[name] = v.expand(lp_shape + v.shape[nb:])
+        for name, fv in self.fixed.items():
+            if isinstance(fv, Tensor) and fv.dim() > 0:
+                kwargs[name] = fv.expand(lp_shape + fv.shape[nb:])
             else:
-                kwargs[name] = v
+                kwargs[name] = fv
         return self.cls(**kwargs, validate_args=False)
 
 
@@ -248,16 +248,16 @@ def _as_param_tuple(params: str | Iterable[str] | None) -> tuple[str, ...] | Non
     try:
         out = tuple(params)
     except TypeError:
-        raise TypeError(
+        raise ArgumentTypeError(
             f"params must be a parameter name or a sequence of names, got {type(params).__name__}"
         ) from None
     for p in out:
         if not isinstance(p, str):
-            raise TypeError(f"params must contain parameter names (str), got {p!r}")
+            raise ArgumentTypeError(f"params must contain parameter names (str), got {p!r}")
     if not out:
-        raise ValueError("params must name at least one parameter")
+        raise InvalidArgumentError("params must name at least one parameter")
     if len(set(out)) != len(out):
-        raise ValueError(f"params contains a repeated name: {out}")
+        raise InvalidArgumentError(f"params contains a repeated name: {out}")
     return out
 
 
@@ -285,13 +285,13 @@ def _check_values(dist: Distribution, values: dict[str, Tensor]) -> None:
     cls_name = type(dist).__name__
     for name, v in values.items():
         if not torch.isfinite(v).all():
-            raise ValueError(f"parameter {name} of {cls_name} must be finite, got {v}")
+            raise NonFiniteError(f"parameter {name} of {cls_name} must be finite, got {v}")
         c = dist.arg_constraints.get(name)
         if c is None:
             continue
         ok = c.check(v)
         if not bool(torch.as_tensor(ok).all()):
-            raise ValueError(
+            raise OffManifoldError(
                 f"parameter {name} of {cls_name} must satisfy {_describe(c)}, "
                 f"got values violating it: {v.detach()}"
             )
@@ -311,12 +311,12 @@ def resolve(dist: Distribution, params: str | Sequence[str] | None) -> _Resolved
     full = list(built)
     for name in requested:
         if name in _FIXED:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"params: {name} of {cls.__name__} is held fixed (an integer count); "
                 f"choose from {built}"
             )
         if name not in all_names:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"params: unknown parameter {name!r} for {cls.__name__}; "
                 f"its constructor parameters are {tuple(all_names)}"
             )
@@ -324,14 +324,14 @@ def resolve(dist: Distribution, params: str | Sequence[str] | None) -> _Resolved
         if group is not None and name not in full:
             clash = [n for n in requested if n in group and n != name]
             if clash:
-                raise ValueError(
+                raise InvalidArgumentError(
                     f"params: {name!r} and {clash[0]!r} are alternative parameterisations of "
                     f"{cls.__name__}; name only one"
                 )
             full = [name if n in group else n for n in full]
     for name in requested:
         if name in _SUPPORT_DEPENDENT.get(cls, ()):
-            raise ValueError(
+            raise UnsupportedError(
                 f"params: the support of {cls.__name__} depends on {name}, so the regularity "
                 "conditions behind Fisher information fail (E[score] != 0); fisherbook does not "
                 f"compute it for {cls.__name__}.{name}"
@@ -347,7 +347,8 @@ def resolve(dist: Distribution, params: str | Sequence[str] | None) -> _Resolved
     for n, v in values.items():
         if arg_constraints[n] is constraints.simplex:
             values[n] = v / v.sum(-1, keepdim=True)  # renormalise in float64
-    copy = cls(**values, **fixed, validate_args=False)
+    make: Any = cls  # a torch.distributions class, called with its own constructor names
+    copy = make(**values, **fixed, validate_args=False)
     for n in full:
         if n not in values:
             values[n] = torch.as_tensor(getattr(copy, n)).detach().to(_DTYPE).clone()
@@ -355,7 +356,7 @@ def resolve(dist: Distribution, params: str | Sequence[str] | None) -> _Resolved
         if n not in full:
             del values[n]
     if tuple(full) != built:
-        copy = cls(**{n: values[n] for n in full}, **fixed, validate_args=False)
+        copy = make(**{n: values[n] for n in full}, **fixed, validate_args=False)
     batch_shape = copy.batch_shape
     plist = []
     for n in requested:
@@ -364,7 +365,7 @@ def resolve(dist: Distribution, params: str | Sequence[str] | None) -> _Resolved
         v = values[n]
         event_shape = v.shape[v.dim() - ev_dim :] if ev_dim else torch.Size()
         if v.shape[: v.dim() - ev_dim] != batch_shape:
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"parameter {n} of {cls.__name__} has shape {tuple(v.shape)}, which is not the "
                 f"batch shape {tuple(batch_shape)} plus its own event dims: fisherbook cannot map "
                 f"it to coordinates ({cls.__name__} is a transformed distribution)"

@@ -32,16 +32,28 @@ import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, Literal, overload
 
 import numpy as np
 import torch
 from scipy import integrate
 from torch import Tensor
-from torch.distributions import Distribution, constraints
+from torch.distributions import Distribution, VonMises, constraints
 
+from .._validate import check_int, check_option, check_symmetric_psd
+from ..errors import (
+    ArgumentTypeError,
+    ConvergenceError,
+    InvalidArgumentError,
+    NonFiniteError,
+    OffManifoldError,
+    ShapeError,
+    SizeLimitError,
+    UnsupportedError,
+)
 from . import _params
 from ._params import NOT_TWICE_DIFFERENTIABLE, _Resolved, resolve
-from .families import _closed_form_resolved
+from .families import _closed_form_resolved, check_information_finite
 
 __all__ = [
     "parameter_names",
@@ -129,7 +141,7 @@ def parameter_names(dist: Distribution) -> tuple[str, ...]:
 
     Raises
     ------
-    TypeError
+    ArgumentTypeError
         If ``dist`` is not a distribution or has no named parameters (e.g. a
         ``TransformedDistribution`` or ``Independent`` wrapper).
 
@@ -223,32 +235,35 @@ def _as_data(x: object, name: str = "x") -> Tensor:
         try:
             t = torch.as_tensor(np.asarray(x))
         except (TypeError, ValueError):
-            raise TypeError(f"{name} must be a tensor or array of numbers") from None
+            raise ArgumentTypeError(f"{name} must be a tensor or array of numbers") from None
     if t.is_complex():
-        raise TypeError(f"{name} must be real, got a complex tensor")
+        raise ArgumentTypeError(f"{name} must be real, got a complex tensor")
     t = t.to(_DTYPE)
     if not torch.isfinite(t).all():
-        raise ValueError(f"{name} must be finite; found NaN or infinite values")
+        raise NonFiniteError(f"{name} must be finite; found NaN or infinite values")
     return t
 
 
 def _check_support(d: Distribution, x: Tensor, name: str = "x") -> None:
     event_dim = len(d.event_shape)
     if x.dim() < event_dim or x.shape[x.dim() - event_dim :] != d.event_shape:
-        raise ValueError(
+        raise ShapeError(
             f"{name} must end in the event shape {tuple(d.event_shape)} of "
             f"{type(d).__name__}, got shape {tuple(x.shape)}"
         )
     try:
         torch.broadcast_shapes(x.shape[: x.dim() - event_dim], d.batch_shape)
     except RuntimeError:
-        raise ValueError(
+        raise ShapeError(
             f"{name} of shape {tuple(x.shape)} does not broadcast against batch shape "
             f"{tuple(d.batch_shape)}"
         ) from None
-    ok = d.support.check(x)
+    support = d.support
+    if support is None:
+        raise UnsupportedError(f"{type(d).__name__} declares no support; fisherbook cannot check {name} against it")
+    ok = support.check(x)
     if not bool(torch.as_tensor(ok).all()):
-        raise ValueError(f"{name} has values outside the support of {type(d).__name__}")
+        raise InvalidArgumentError(f"{name} has values outside the support of {type(d).__name__}")
 
 
 def score(
@@ -273,7 +288,7 @@ def score(
 
     Raises
     ------
-    ValueError
+    InvalidArgumentError
         For non-finite data, data outside the support, or invalid ``params``.
 
     Examples
@@ -298,12 +313,12 @@ def _seed_from(generator: torch.Generator | int | None) -> int | None:
     if generator is None:
         return None
     if isinstance(generator, bool):
-        raise TypeError("generator must be a torch.Generator, an int seed or None")
+        raise ArgumentTypeError("generator must be a torch.Generator, an int seed or None")
     if isinstance(generator, int):
         return generator
     if isinstance(generator, torch.Generator):
         return int(torch.randint(0, 2**62, (), generator=generator))
-    raise TypeError(
+    raise ArgumentTypeError(
         f"generator must be a torch.Generator, an int seed or None, got {type(generator).__name__}"
     )
 
@@ -323,7 +338,7 @@ def _monte_carlo(
     if method == "hessian":
         bad = [p for p in r.names if (r.cls, p) in NOT_TWICE_DIFFERENTIABLE]
         if bad:
-            raise ValueError(
+            raise UnsupportedError(
                 f"method='hessian': log p of {r.cls.__name__} is not twice differentiable in "
                 f"{bad[0]} (the second derivative is a point mass that sampling never sees), "
                 "so -E[Hessian] is wrong; use method='score' or 'quadrature'"
@@ -335,11 +350,15 @@ def _monte_carlo(
     for start in range(0, n, _CHUNK):
         xb = x[start : start + _CHUNK]
         _, g, h = _derivatives(r, xb, hessian=method == "hessian")
-        per = g.unsqueeze(-1) * g.unsqueeze(-2) if method == "score" else -h
+        if method == "score":
+            per = g.unsqueeze(-1) * g.unsqueeze(-2)
+        else:
+            assert h is not None  # _derivatives returns the Hessian when asked for it
+            per = -h
         nb = per.shape[0]
         bmean = per.mean(0)
         bm2 = ((per - bmean) ** 2).sum(0)
-        if mean is None:
+        if mean is None or m2 is None:
             mean, m2, count = bmean, bm2, nb
         else:
             delta = bmean - mean
@@ -359,7 +378,7 @@ def _select(r: _Resolved, idx: tuple[int, ...]) -> _Resolved:
     """The scalar-batch sub-problem for one batch element."""
     nb = len(r.batch_shape)
 
-    def pick(v: object) -> object:
+    def pick(v: Any) -> Any:
         if isinstance(v, Tensor) and v.dim() >= nb and nb > 0:
             return v.expand(r.batch_shape + v.shape[nb:])[idx]
         return v
@@ -370,13 +389,48 @@ def _select(r: _Resolved, idx: tuple[int, ...]) -> _Resolved:
     return _Resolved(r.cls, d, r.full, r.params, values, fixed, torch.Size())
 
 
+def _enumeration_window(r: _Resolved) -> tuple[int, int] | None:
+    """For a large integer interval (Binomial(10**9, p)): the part of the support that holds its mass.
+
+    Outside mean -/+ 40 standard deviations the mass is below exp(-800) (Chernoff), so summing
+    the window is exact in float64; None when the support is small enough to enumerate whole.
+    """
+    support = r.dist.support
+    if not isinstance(support, constraints.integer_interval):
+        return None
+    lo, hi = int(torch.as_tensor(support.lower_bound)), int(torch.as_tensor(support.upper_bound))
+    if hi - lo + 1 <= _CHUNK:
+        return None
+    try:
+        mean, sd = float(r.dist.mean), float(r.dist.stddev)
+    except (NotImplementedError, ValueError, RuntimeError):
+        mean, sd = math.nan, math.nan
+    if math.isfinite(mean) and math.isfinite(sd):
+        lo, hi = max(lo, math.floor(mean - 40.0 * sd - 1)), min(hi, math.ceil(mean + 40.0 * sd + 1))
+    if hi - lo + 1 > _MAX_ENUMERATION:
+        raise SizeLimitError(
+            f"method='quadrature': summing over the support of {r.cls.__name__} needs {hi - lo + 1} terms "
+            f"at these parameters, more than the limit of {_MAX_ENUMERATION}; use method='closed_form' "
+            "where available or method='score' (Monte Carlo)"
+        )
+    return lo, hi
+
+
 def _enumerate_finite(r: _Resolved) -> Tensor:
-    x = r.dist.enumerate_support(expand=False).to(_DTYPE)
-    lp, g, _ = _derivatives(r, x)
-    w = torch.exp(lp)
-    terms = w[..., None, None] * g.unsqueeze(-1) * g.unsqueeze(-2)
-    terms = torch.where(w[..., None, None] > 0, terms, torch.zeros_like(terms))
-    return terms.sum(0)
+    window = _enumeration_window(r)
+    if window is None:
+        chunks = [r.dist.enumerate_support(expand=False).to(_DTYPE)]
+    else:  # chunked, so that memory stays bounded
+        starts = range(window[0], window[1] + 1, _CHUNK)
+        chunks = [torch.arange(a, min(a + _CHUNK, window[1] + 1), dtype=_DTYPE) for a in starts]
+    total = torch.zeros(r.k, r.k, dtype=_DTYPE)
+    for x in chunks:
+        lp, g, _ = _derivatives(r, x)
+        w = torch.exp(lp)
+        terms = w[..., None, None] * g.unsqueeze(-1) * g.unsqueeze(-2)
+        terms = torch.where(w[..., None, None] > 0, terms, torch.zeros_like(terms))
+        total = total + terms.sum(0)
+    return total
 
 
 def _enumerate_infinite(r: _Resolved) -> Tensor:
@@ -390,7 +444,6 @@ def _enumerate_infinite(r: _Resolved) -> Tensor:
             start = int(mean - 40.0 * sd)
     except (NotImplementedError, ValueError, RuntimeError):
         pass
-    prev_last: float | None = None
     while True:
         x = torch.arange(start, start + size, dtype=_DTYPE)
         lp, g, _ = _derivatives(r, x)
@@ -410,9 +463,8 @@ def _enumerate_infinite(r: _Resolved) -> Tensor:
             # decreasing across the whole chunk end: geometric bound applies
             if tail <= ENUMERATION_TAIL * weight_sum and bool((w[-64:].diff() <= 0).all()):
                 break
-        prev_last = last
         if start > _MAX_ENUMERATION:
-            raise ValueError(
+            raise SizeLimitError(
                 f"method='quadrature': the support of {r.cls.__name__} needs more than "
                 f"{_MAX_ENUMERATION} terms at these parameters; use method='score'"
             )
@@ -420,10 +472,19 @@ def _enumerate_infinite(r: _Resolved) -> Tensor:
     return total
 
 
-def _transform(lower: float, upper: float) -> tuple[Callable[[float], tuple[float, float]], str]:
-    """Map an unbounded variable u to the support; returns (u -> (x, log|dx/du|), kind)."""
+def _transform(
+    lower: float, upper: float, centre: float = 0.0, scale: float = 1.0
+) -> tuple[Callable[[float], tuple[float, float]], str]:
+    """Map an unbounded variable u to the support; returns (u -> (x, log|dx/du|), kind).
+
+    On the real line the map is affine, ``x = centre + scale * u``, so that a density of any
+    location and width is integrated where its mass is (``Normal(0, 1e-8)``, ``Normal(1e6, 1)``).
+    """
     if math.isinf(lower) and math.isinf(upper):
-        return (lambda u: (u, 0.0)), "real"
+        if centre == 0.0 and scale == 1.0:
+            return (lambda u: (u, 0.0)), "real"
+        log_scale = math.log(scale)
+        return (lambda u: (centre + scale * u, log_scale)), "real"
     if not math.isinf(lower) and math.isinf(upper):
         return (lambda u: (lower + math.exp(u) if u < 709 else math.inf, u)), "lower"
     if math.isinf(lower) and not math.isinf(upper):
@@ -442,9 +503,9 @@ def _transform(lower: float, upper: float) -> tuple[Callable[[float], tuple[floa
     return interval, "interval"
 
 
-def _inverse(x: float, lower: float, upper: float, kind: str) -> float:
+def _inverse(x: float, lower: float, upper: float, kind: str, centre: float = 0.0, scale: float = 1.0) -> float:
     if kind == "real":
-        return x
+        return (x - centre) / scale
     if kind == "lower":
         return math.log(x - lower)
     if kind == "upper":
@@ -475,13 +536,44 @@ def _breakpoints(d: Distribution, lower: float, upper: float) -> list[float]:
     return sorted({v for v in xs if lower < v < upper and math.isfinite(v)})
 
 
+def _support_interval(d: Distribution) -> tuple[float, float]:
+    """The interval to integrate a univariate continuous density over (one period for VonMises)."""
+    if isinstance(d, VonMises):
+        loc = float(d.loc)
+        return loc - math.pi, loc + math.pi
+    support = d.support
+    lower = float(torch.as_tensor(getattr(support, "lower_bound", -math.inf)))
+    upper = float(torch.as_tensor(getattr(support, "upper_bound", math.inf)))
+    return lower, upper
+
+
+def _centre_scale(bps: list[float]) -> tuple[float, float]:
+    """Median and spread of the breakpoints (quantiles): the affine map of a real support."""
+    if len(bps) < 2:
+        return 0.0, 1.0
+    centre = bps[len(bps) // 2]
+    spread = (bps[-1] - bps[0]) / 6.0
+    if not (math.isfinite(spread) and spread > 0):
+        return 0.0, 1.0
+    return centre, spread
+
+
 def _quadrature_continuous(r: _Resolved) -> Tensor:
     d = r.dist
-    support = d.support
-    lower = float(getattr(support, "lower_bound", -math.inf))
-    upper = float(getattr(support, "upper_bound", math.inf))
-    phi, kind = _transform(lower, upper)
-    cuts = [_inverse(v, lower, upper, kind) for v in _breakpoints(d, lower, upper)]
+    lower, upper = _support_interval(d)
+    bps = _breakpoints(d, lower, upper)
+    centre, scale = _centre_scale(bps) if math.isinf(lower) and math.isinf(upper) else (0.0, 1.0)
+    if 1e-3 <= scale <= 1e3 and abs(centre) <= 1e3 * scale:
+        centre, scale = 0.0, 1.0  # ordinary scales: the identity map, as it always was
+    elif math.ulp(abs(centre)) > 1e-9 * scale:
+        raise UnsupportedError(
+            f"method='quadrature': the density of {r.cls.__name__} is too narrow for its location to be "
+            f"integrated in float64 (spread about {scale:.3g} around {centre:.6g}, where doubles are "
+            f"{math.ulp(abs(centre)):.2g} apart); use method='closed_form' where available, or "
+            "method='score' / 'hessian' (Monte Carlo)"
+        )
+    phi, kind = _transform(lower, upper, centre, scale)
+    cuts = [_inverse(v, lower, upper, kind, centre, scale) for v in bps]
     inner = sorted({c for c in cuts if math.isfinite(c)}) or [0.0]
     k = r.k
     cache: dict[float, np.ndarray] = {}  # the quads of all entries share their nodes
@@ -499,7 +591,7 @@ def _quadrature_continuous(r: _Resolved) -> Tensor:
             if logw < -745.0 or not math.isfinite(float(lp)):
                 out = np.zeros((k + 1, k + 1))
             elif logw > 700.0:
-                raise ValueError(
+                raise UnsupportedError(
                     f"method='quadrature': the density of {r.cls.__name__} is too concentrated "
                     "to integrate at these parameters; use method='score'"
                 )
@@ -507,7 +599,7 @@ def _quadrature_continuous(r: _Resolved) -> Tensor:
                 # autograd can overflow far in a tail (Weibull at x < 1e-100); a weight below
                 # e^-230 cannot matter unless the score exceeded e^100 there.
                 if logw > -230.0:
-                    raise ValueError(
+                    raise UnsupportedError(
                         f"method='quadrature': the score of {r.cls.__name__} is not finite at "
                         f"x={x:.6g}; use method='score'"
                     )
@@ -540,8 +632,9 @@ def _quadrature_continuous(r: _Resolved) -> Tensor:
         return val, err
 
     mass, _ = integrate_entry(0, 0, 0.0)
-    if not abs(mass - 1.0) <= 1e-9:
-        raise ValueError(
+    # torch's VonMises normalises with a polynomial approximation of log I0, good to ~1e-8
+    if not abs(mass - 1.0) <= (1e-6 if isinstance(d, VonMises) else 1e-9):
+        raise UnsupportedError(
             f"method='quadrature': the density of {r.cls.__name__} integrates to {mass:.10f} "
             "in float64 at these parameters (mass beyond the smallest/largest double, e.g. a "
             "concentration near 0); use method='score' or the closed form"
@@ -550,7 +643,7 @@ def _quadrature_continuous(r: _Resolved) -> Tensor:
     for m in range(k):
         out[m, m], err = integrate_entry(m + 1, m + 1, 0.0)
         if not (err <= _QUAD_FAIL * abs(out[m, m]) or err < 1e-300):
-            raise ValueError(
+            raise ConvergenceError(
                 f"method='quadrature' did not converge for {r.cls.__name__} at these "
                 f"parameters (error estimate {err:.2e} on {out[m, m]:.6e}); "
                 "use method='score'"
@@ -561,7 +654,7 @@ def _quadrature_continuous(r: _Resolved) -> Tensor:
             out[m, n], err = integrate_entry(m + 1, n + 1, QUADRATURE_RTOL * scale)
             out[n, m] = out[m, n]
             if not err <= _QUAD_FAIL * scale:
-                raise ValueError(
+                raise ConvergenceError(
                     f"method='quadrature' did not converge for {r.cls.__name__} at these "
                     f"parameters (error estimate {err:.2e}); use method='score'"
                 )
@@ -572,7 +665,7 @@ def _quadrature(r: _Resolved) -> Tensor:
     d = r.dist
     discrete = bool(getattr(d.support, "is_discrete", False))
     if not discrete and len(d.event_shape) > 0:
-        raise ValueError(
+        raise UnsupportedError(
             f"method='quadrature' integrates over univariate supports only; "
             f"{r.cls.__name__} is multivariate continuous: use method='closed_form' where "
             "available, or method='score' / 'hessian' (Monte Carlo)"
@@ -586,7 +679,7 @@ def _quadrature(r: _Resolved) -> Tensor:
         )
     )
     if discrete and not infinite and not d.has_enumerate_support:
-        raise ValueError(
+        raise UnsupportedError(
             f"method='quadrature': cannot enumerate the support of {r.cls.__name__}; "
             "use method='score'"
         )
@@ -608,11 +701,48 @@ def _quadrature(r: _Resolved) -> Tensor:
 
 
 def _check_n_samples(n_samples: object) -> int:
-    if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)):
-        raise TypeError(f"n_samples must be an int >= 2, got {n_samples!r}")
-    if n_samples < 2:
-        raise ValueError(f"n_samples must be >= 2 (a standard error needs two), got {n_samples}")
-    return int(n_samples)
+    return check_int(n_samples, "n_samples (a standard error needs two)", minimum=2)
+
+
+@overload
+def fisher_information(
+    dist: Distribution,
+    params: str | Sequence[str] | None = None,
+    method: Literal["closed_form", "quadrature"] = "closed_form",
+    n_samples: None = None,
+    generator: torch.Generator | int | None = None,
+) -> Tensor: ...
+
+
+@overload
+def fisher_information(
+    dist: Distribution,
+    params: str | Sequence[str] | None,
+    method: Literal["score", "hessian"],
+    n_samples: int | None = None,
+    generator: torch.Generator | int | None = None,
+) -> FisherEstimate: ...
+
+
+@overload
+def fisher_information(
+    dist: Distribution,
+    params: str | Sequence[str] | None = None,
+    *,
+    method: Literal["score", "hessian"],
+    n_samples: int | None = None,
+    generator: torch.Generator | int | None = None,
+) -> FisherEstimate: ...
+
+
+@overload
+def fisher_information(
+    dist: Distribution,
+    params: str | Sequence[str] | None = None,
+    method: str = "closed_form",
+    n_samples: int | None = None,
+    generator: torch.Generator | int | None = None,
+) -> Tensor | FisherEstimate: ...
 
 
 def fisher_information(
@@ -666,12 +796,12 @@ def fisher_information(
 
     Raises
     ------
-    ValueError
+    InvalidArgumentError
         Unknown method or parameter name, invalid parameter values (e.g. ``scale <= 0``),
         parameters at which the information is infinite (``probs`` of 0 or 1), no closed form
         (the message suggests ``method="quadrature"``), ``n_samples < 2``, parameters that move
         the support (Uniform), ``method="hessian"`` where log p is not twice differentiable.
-    TypeError
+    ArgumentTypeError
         If ``dist`` is not a distribution.
 
     Examples
@@ -689,26 +819,20 @@ def fisher_information(
     tensor([[0.7143, 0.0000],
             [0.0000, 1.1429]], dtype=torch.float64)
     """
-    if not isinstance(method, str) or method not in _METHODS:
-        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+    check_option(method, "method", _METHODS)
     r = resolve(dist, params)
     if method in ("closed_form", "quadrature"):
         if n_samples is not None:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"n_samples applies to method='score' or 'hessian', not method={method!r}"
             )
         out = _closed_form_resolved(r) if method == "closed_form" else _quadrature(r)
-        if not torch.isfinite(out).all():
-            raise ValueError(
-                f"the Fisher information of {r.cls.__name__} is infinite or undefined at these "
-                "parameter values (e.g. probs of exactly 0 or 1); move them inside the open "
-                "parameter space"
-            )
+        check_information_finite(out, r.cls.__name__)
         return out
     n = 10_000 if n_samples is None else _check_n_samples(n_samples)
     est = _monte_carlo(r, method, n, generator)
     if not (torch.isfinite(est.value).all() and torch.isfinite(est.stderr).all()):
-        raise ValueError(
+        raise OffManifoldError(
             f"the Monte-Carlo Fisher information of {r.cls.__name__} is not finite at these "
             "parameter values (e.g. probs of exactly 0 or 1)"
         )
@@ -720,12 +844,12 @@ def _as_theta(theta: object) -> Tensor:
         try:
             theta = torch.as_tensor(np.asarray(theta, dtype=float))
         except (TypeError, ValueError):
-            raise TypeError("theta must be a 1-D tensor of parameter values") from None
+            raise ArgumentTypeError("theta must be a 1-D tensor of parameter values") from None
     theta = theta.detach().to(_DTYPE)
     if theta.dim() != 1:
-        raise ValueError(f"theta must be a 1-D tensor of parameters, got shape {tuple(theta.shape)}")
+        raise ShapeError(f"theta must be a 1-D tensor of parameters, got shape {tuple(theta.shape)}")
     if not torch.isfinite(theta).all():
-        raise ValueError("theta must be finite")
+        raise NonFiniteError("theta must be finite")
     return theta
 
 
@@ -747,7 +871,7 @@ def observed_information(log_lik: Callable[[Tensor], Tensor], theta: Tensor) -> 
 
     Raises
     ------
-    ValueError
+    InvalidArgumentError
         If ``theta`` is not a finite 1-D vector, ``log_lik`` does not return a scalar, or the
         Hessian is not finite.
 
@@ -760,15 +884,15 @@ def observed_information(log_lik: Callable[[Tensor], Tensor], theta: Tensor) -> 
     tensor([[3.]], dtype=torch.float64)
     """
     if not callable(log_lik):
-        raise TypeError("log_lik must be a callable theta -> scalar log-likelihood")
+        raise ArgumentTypeError("log_lik must be a callable theta -> scalar log-likelihood")
     theta = _as_theta(theta)
     out = log_lik(theta)
     if not isinstance(out, Tensor) or out.numel() != 1:
-        raise ValueError("log_lik must return a scalar tensor (the total log-likelihood)")
+        raise ShapeError("log_lik must return a scalar tensor (the total log-likelihood)")
     h = torch.autograd.functional.hessian(lambda t: log_lik(t).reshape(()), theta)
     j = -(h + h.mT) / 2
     if not torch.isfinite(j).all():
-        raise ValueError("the Hessian of log_lik at theta is not finite")
+        raise NonFiniteError("the Hessian of log_lik at theta is not finite")
     return j.to(_DTYPE)
 
 
@@ -817,20 +941,20 @@ def empirical_fisher(
         s = score(log_lik, x, params)
         lead = s.dim() - 1 - len(r.batch_shape)
         if lead < 1:
-            raise ValueError("the data must have a leading sample dimension")
+            raise ShapeError("the data must have a leading sample dimension")
         s = s.reshape((-1,) + s.shape[lead:])
         return torch.einsum("n...i,n...j->...ij", s, s) / s.shape[0]
     if params is not None:
-        raise ValueError("params applies only when log_lik is a Distribution")
+        raise InvalidArgumentError("params applies only when log_lik is a Distribution")
     if not callable(log_lik):
-        raise TypeError("log_lik must be a callable theta -> per-example log-likelihoods")
+        raise ArgumentTypeError("log_lik must be a callable theta -> per-example log-likelihoods")
     theta = _as_theta(theta)
     out = log_lik(theta)
     if not isinstance(out, Tensor) or out.dim() != 1:
-        raise ValueError("log_lik must return a 1-D tensor of per-example log-likelihoods")
+        raise ShapeError("log_lik must return a 1-D tensor of per-example log-likelihoods")
     jac = torch.autograd.functional.jacobian(log_lik, theta).to(_DTYPE)  # (N, k)
     if not torch.isfinite(jac).all():
-        raise ValueError("per-example gradients of log_lik at theta are not finite")
+        raise NonFiniteError("per-example gradients of log_lik at theta are not finite")
     return jac.mT @ jac / jac.shape[0]
 
 
@@ -864,15 +988,18 @@ def reparameterize(fisher: Tensor, jacobian: Tensor) -> Tensor:
     """
     for name, t in (("fisher", fisher), ("jacobian", jacobian)):
         if not isinstance(t, Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor")
+            raise ArgumentTypeError(f"{name} must be a torch.Tensor")
         if t.dim() < 2:
-            raise ValueError(f"{name} must have at least 2 dimensions, got shape {tuple(t.shape)}")
+            raise ShapeError(f"{name} must have at least 2 dimensions, got shape {tuple(t.shape)}")
         if not torch.isfinite(t).all():
-            raise ValueError(f"{name} must be finite")
+            raise NonFiniteError(f"{name} must be finite")
     if fisher.shape[-1] != fisher.shape[-2]:
-        raise ValueError(f"fisher must be square in its last two dims, got {tuple(fisher.shape)}")
+        raise ShapeError(f"fisher must be square in its last two dims, got {tuple(fisher.shape)}")
+    # a Fisher information is symmetric positive semi-definite: refuse one that is not (to
+    # round-off), rather than symmetrising it silently
+    check_symmetric_psd(fisher.to(_DTYPE), "fisher", rtol=1e-10)
     if jacobian.shape[-2] != fisher.shape[-1]:
-        raise ValueError(
+        raise ShapeError(
             f"jacobian must have shape (..., {fisher.shape[-1]}, m) to match fisher, got "
             f"{tuple(jacobian.shape)}"
         )
@@ -941,11 +1068,9 @@ def conditional_fisher(
     from ._params import _to_coords
 
     if not callable(model):
-        raise TypeError("model must be a callable theta -> torch.distributions.Distribution")
-    if reduction not in ("sum", "mean"):
-        raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
-    if method not in ("closed_form", "quadrature"):
-        raise ValueError(f"method must be 'closed_form' or 'quadrature', got {method!r}")
+        raise ArgumentTypeError("model must be a callable theta -> torch.distributions.Distribution")
+    check_option(reduction, "reduction", ("sum", "mean"))
+    check_option(method, "method", ("closed_form", "quadrature"))
     theta = _as_theta(theta)
     d0 = model(theta)
     r = resolve(d0, params)
@@ -966,5 +1091,5 @@ def conditional_fisher(
     per = reparameterize(fisher, jac).reshape(-1, theta.numel(), theta.numel())
     out = per.sum(0) if reduction == "sum" else per.mean(0)
     if not torch.isfinite(out).all():
-        raise ValueError("the conditional Fisher information is not finite at theta")
+        raise NonFiniteError("the conditional Fisher information is not finite at theta")
     return out

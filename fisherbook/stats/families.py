@@ -1,11 +1,11 @@
 r"""Closed-form Fisher information of standard families, keyed by torch.distributions class.
 
 Every formula is per observation and with respect to the free coordinates of
-:func:`fisherbook.stats.estimators.coordinate_names` (one coordinate per scalar parameter; the first :math:`K-1` entries of
-``probs`` on the simplex; the lower triangle, row-major, of a covariance, precision or Cholesky
-factor). Each entry of :data:`CLOSED_FORMS` carries its formula in LaTeX, so the book's table of
-closed forms is generated from the same objects that compute the numbers, and every formula is
-tested against quadrature / enumeration (``method="quadrature"``).
+:func:`fisherbook.stats.estimators.coordinate_names` (one coordinate per scalar parameter; the
+first :math:`K-1` entries of ``probs`` on the simplex; the lower triangle, row-major, of a
+covariance, precision or Cholesky factor). Each entry of :data:`CLOSED_FORMS` carries its formula
+in LaTeX, so the book's table of closed forms is generated from the same objects that compute the
+numbers, and every formula is tested against quadrature / enumeration (``method="quadrature"``).
 
 The multivariate normal uses the Gaussian formula (Porat & Friedlander 1986)
 
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -50,6 +51,7 @@ from torch.distributions import (
     StudentT,
 )
 
+from ..errors import OffManifoldError, UnsupportedError
 from ._params import _event_dim, _n_coords, _Resolved, resolve
 
 __all__ = ["ClosedForm", "CLOSED_FORMS", "closed_form_fisher", "find_closed_form"]
@@ -104,6 +106,38 @@ def _trigamma(x: Tensor) -> Tensor:
     return torch.polygamma(1, x)
 
 
+#: Coefficients c_n of the asymptotic series psi'(x) ~ sum_n c_n x^-n (Bernoulli numbers B_2k at
+#: n = 2k + 1); through x^-11 the truncation error at x >= 20 is below 1e-16 relative.
+_TRIGAMMA_SERIES = ((1, 1.0), (2, 0.5), (3, 1 / 6), (5, -1 / 30), (7, 1 / 42), (9, -1 / 30), (11, 5 / 66))
+_SERIES_FROM = 20.0
+
+
+def _inv_pow_diff(x: Tensor, y: Tensor, n: int) -> Tensor:
+    r""":math:`x^{-n} - (x+y)^{-n}` without cancellation: :math:`x^{-n}(1 - (1 + y/x)^{-n})`."""
+    return -torch.expm1(-n * torch.log1p(y / x)) * x.pow(-n)
+
+
+def _trigamma_diff(x: Tensor, y: Tensor) -> Tensor:
+    r""":math:`\psi'(x) - \psi'(x + y)` for :math:`x, y > 0`, accurate to a few ulps even when both terms are
+    nearly equal (``Beta(1, 1e16)``, where :math:`\psi'(10^{16}) - \psi'(10^{16} + 1) = 10^{-32}`).
+
+    Shifts :math:`x` up to 20 with :math:`\psi'(x) = \psi'(x+1) + 1/x^2` (each step a difference
+    of inverse squares, taken stably) and sums the asymptotic series term by term.
+    """
+    x, y = torch.broadcast_tensors(x, y)
+    out = torch.zeros_like(x)
+    shifted = x.clone()
+    for _ in range(int(_SERIES_FROM)):
+        low = shifted < _SERIES_FROM
+        if not bool(low.any()):
+            break
+        out = out + torch.where(low, _inv_pow_diff(shifted, y, 2), torch.zeros_like(x))
+        shifted = torch.where(low, shifted + 1.0, shifted)
+    for n, c in _TRIGAMMA_SERIES:
+        out = out + c * _inv_pow_diff(shifted, y, n)
+    return out
+
+
 def _one(x: Tensor) -> Tensor:
     return x.unsqueeze(-1).unsqueeze(-1)
 
@@ -113,9 +147,13 @@ def _bernoulli_probs(v: dict[str, Tensor]) -> Tensor:
     return _one(1.0 / (p * (1.0 - p)))
 
 
+def _p_q(logits: Tensor) -> Tensor:
+    """p (1 - p) for p = sigmoid(logits), as sigmoid(eta) sigmoid(-eta): accurate near p = 0 and 1."""
+    return torch.sigmoid(logits) * torch.sigmoid(-logits)
+
+
 def _bernoulli_logits(v: dict[str, Tensor]) -> Tensor:
-    p = torch.sigmoid(v["logits"])
-    return _one(p * (1.0 - p))
+    return _one(_p_q(v["logits"]))
 
 
 def _binomial_probs(v: dict[str, Tensor]) -> Tensor:
@@ -124,8 +162,7 @@ def _binomial_probs(v: dict[str, Tensor]) -> Tensor:
 
 
 def _binomial_logits(v: dict[str, Tensor]) -> Tensor:
-    p, n = torch.sigmoid(v["logits"]), v["total_count"]
-    return _one(n * p * (1.0 - p))
+    return _one(v["total_count"] * _p_q(v["logits"]))
 
 
 def _geometric_probs(v: dict[str, Tensor]) -> Tensor:
@@ -134,8 +171,7 @@ def _geometric_probs(v: dict[str, Tensor]) -> Tensor:
 
 
 def _geometric_logits(v: dict[str, Tensor]) -> Tensor:
-    p = torch.sigmoid(v["logits"])
-    return _one(1.0 - p)
+    return _one(torch.sigmoid(-v["logits"]))  # 1 - p
 
 
 def _negbin_probs(v: dict[str, Tensor]) -> Tensor:
@@ -160,7 +196,12 @@ def _categorical_probs(v: dict[str, Tensor], n: Tensor | float = 1.0) -> Tensor:
 
 def _categorical_logits(v: dict[str, Tensor], n: Tensor | float = 1.0) -> Tensor:
     p = torch.softmax(v["logits"], dim=-1)
-    return _nmul(n, torch.diag_embed(p) - p.unsqueeze(-1) * p.unsqueeze(-2))
+    k = p.shape[-1]
+    # diagonal p_i (1 - p_i) with 1 - p_i summed from the other probabilities (no cancellation near p_i = 1)
+    rest = (p.unsqueeze(-2) * (1.0 - torch.eye(k, dtype=p.dtype))).sum(-1)
+    out = -p.unsqueeze(-1) * p.unsqueeze(-2)
+    out = out - torch.diag_embed(torch.diagonal(out, dim1=-2, dim2=-1)) + torch.diag_embed(p * rest)
+    return _nmul(n, out)
 
 
 def _nmul(n: Tensor | float, m: Tensor) -> Tensor:
@@ -181,56 +222,68 @@ def _poisson(v: dict[str, Tensor]) -> Tensor:
     return _one(1.0 / v["rate"])
 
 
+def _over_sq(c: Tensor | float, s: Tensor) -> Tensor:
+    """c / s^2 as (c / s) / s: no overflow of s^2 for s up to 1e308, no underflow for tiny s."""
+    return (c / s) / s
+
+
 def _exponential(v: dict[str, Tensor]) -> Tensor:
-    return _one(1.0 / v["rate"] ** 2)
+    return _one(_over_sq(1.0, v["rate"]))
 
 
 def _normal(v: dict[str, Tensor]) -> Tensor:
-    s2 = v["scale"] ** 2
+    s = v["scale"]
     zero = torch.zeros_like(v["loc"])
-    return _mat([[1.0 / s2 + zero, zero], [zero, 2.0 / s2 + zero]])
+    return _mat([[_over_sq(1.0, s) + zero, zero], [zero, _over_sq(2.0, s) + zero]])
 
 
 def _halfnormal(v: dict[str, Tensor]) -> Tensor:
-    return _one(2.0 / v["scale"] ** 2)
+    return _one(_over_sq(2.0, v["scale"]))
 
 
 def _laplace(v: dict[str, Tensor]) -> Tensor:
-    b2 = v["scale"] ** 2
+    b = v["scale"]
     zero = torch.zeros_like(v["loc"])
-    return _mat([[1.0 / b2 + zero, zero], [zero, 1.0 / b2 + zero]])
+    return _mat([[_over_sq(1.0, b) + zero, zero], [zero, _over_sq(1.0, b) + zero]])
 
 
 def _cauchy(v: dict[str, Tensor]) -> Tensor:
-    g = 1.0 / (2.0 * v["scale"] ** 2)
+    g = _over_sq(0.5, v["scale"])
     zero = torch.zeros_like(v["loc"])
     return _mat([[g + zero, zero], [zero, g + zero]])
 
 
 def _studentt(v: dict[str, Tensor]) -> Tensor:
-    nu, s2 = v["df"], v["scale"] ** 2
+    nu, s = v["df"], v["scale"]
     zero = torch.zeros_like(v["loc"])
     return _mat(
-        [[(nu + 1.0) / ((nu + 3.0) * s2) + zero, zero], [zero, 2.0 * nu / ((nu + 3.0) * s2) + zero]]
+        [
+            [_over_sq((nu + 1.0) / (nu + 3.0), s) + zero, zero],
+            [zero, _over_sq(2.0 * nu / (nu + 3.0), s) + zero],
+        ]
     )
 
 
 def _gamma(v: dict[str, Tensor]) -> Tensor:
     a, b = v["concentration"], v["rate"]
-    return _mat([[_trigamma(a), -1.0 / b], [-1.0 / b, a / b**2]])
+    return _mat([[_trigamma(a), -1.0 / b], [-1.0 / b, _over_sq(a, b)]])
 
 
 def _beta(v: dict[str, Tensor]) -> Tensor:
     a, b = v["concentration1"], v["concentration0"]
     t = _trigamma(a + b)
-    return _mat([[_trigamma(a) - t, -t], [-t, _trigamma(b) - t]])
+    return _mat([[_trigamma_diff(a, b), -t], [-t, _trigamma_diff(b, a)]])
 
 
 def _dirichlet(v: dict[str, Tensor]) -> Tensor:
     a = v["concentration"]
-    t = _trigamma(a.sum(-1))
+    total = a.sum(-1, keepdim=True)
+    t = _trigamma(total.squeeze(-1))
     k = a.shape[-1]
-    return torch.diag_embed(_trigamma(a)) - t[..., None, None] * torch.ones(k, k, dtype=a.dtype)
+    out = -t[..., None, None] * torch.ones(k, k, dtype=a.dtype)
+    # diagonal psi'(a_i) - psi'(sum a), taken as one stable difference
+    diag = _trigamma_diff(a, total - a)
+    return out - torch.diag_embed(torch.diagonal(out, dim1=-2, dim2=-1)) + torch.diag_embed(diag)
 
 
 def _mvn(kind: str) -> Callable[[dict[str, Tensor]], Tensor]:
@@ -275,13 +328,37 @@ def _mvn(kind: str) -> Callable[[dict[str, Tensor]], Tensor]:
 #: Registered closed forms. Looked up by exact class and by the parameterisation requested.
 CLOSED_FORMS: tuple[ClosedForm, ...] = (
     ClosedForm(Bernoulli, ("probs",), _bernoulli_probs, r"\frac{1}{p(1-p)}", example=lambda: Bernoulli(probs=_t(0.3))),
-    ClosedForm(Bernoulli, ("logits",), _bernoulli_logits, r"p(1-p),\ p=\sigma(\eta)", example=lambda: Bernoulli(logits=_t(-0.8))),
+    ClosedForm(
+        Bernoulli,
+        ("logits",),
+        _bernoulli_logits,
+        r"p(1-p),\ p=\sigma(\eta)",
+        example=lambda: Bernoulli(logits=_t(-0.8)),
+    ),
     ClosedForm(Binomial, ("probs",), _binomial_probs, r"\frac{n}{p(1-p)}", example=lambda: Binomial(10, probs=_t(0.3))),
     ClosedForm(Binomial, ("logits",), _binomial_logits, r"n\,p(1-p)", example=lambda: Binomial(10, logits=_t(-0.8))),
-    ClosedForm(Geometric, ("probs",), _geometric_probs, r"\frac{1}{p^2(1-p)}", example=lambda: Geometric(probs=_t(0.3))),
+    ClosedForm(
+        Geometric,
+        ("probs",),
+        _geometric_probs,
+        r"\frac{1}{p^2(1-p)}",
+        example=lambda: Geometric(probs=_t(0.3)),
+    ),
     ClosedForm(Geometric, ("logits",), _geometric_logits, r"1-p", example=lambda: Geometric(logits=_t(-0.8))),
-    ClosedForm(NegativeBinomial, ("probs",), _negbin_probs, r"\frac{r}{p(1-p)^2}", example=lambda: NegativeBinomial(_t(4.0), probs=_t(0.3))),
-    ClosedForm(NegativeBinomial, ("logits",), _negbin_logits, r"r\,p", example=lambda: NegativeBinomial(_t(4.0), logits=_t(-0.8))),
+    ClosedForm(
+        NegativeBinomial,
+        ("probs",),
+        _negbin_probs,
+        r"\frac{r}{p(1-p)^2}",
+        example=lambda: NegativeBinomial(_t(4.0), probs=_t(0.3)),
+    ),
+    ClosedForm(
+        NegativeBinomial,
+        ("logits",),
+        _negbin_logits,
+        r"r\,p",
+        example=lambda: NegativeBinomial(_t(4.0), logits=_t(-0.8)),
+    ),
     ClosedForm(
         Categorical,
         ("probs",),
@@ -433,14 +510,15 @@ def _closed_form_resolved(r: _Resolved) -> Tensor:
             if known
             else f"fisherbook has no closed form for {r.cls.__name__}; "
         )
-        raise ValueError(
+        raise UnsupportedError(
             f"params={r.names}: {hint}use method='quadrature' for the exact value "
             "(or method='score' / 'hessian' for Monte-Carlo estimates)"
         )
     values = dict(r.values)
     values.update({k: v for k, v in r.fixed.items() if isinstance(v, Tensor)})
     if "total_count" in r.fixed and not isinstance(r.fixed["total_count"], Tensor):
-        values["total_count"] = torch.as_tensor(float(r.fixed["total_count"]), dtype=torch.float64)
+        count: Any = r.fixed["total_count"]  # a Python number here (tensors were handled above)
+        values["total_count"] = torch.as_tensor(float(count), dtype=torch.float64)
     full = cf.fisher(values)
     # index of each requested coordinate in the formula's coordinate list
     sizes = {}
@@ -476,9 +554,11 @@ def closed_form_fisher(dist: Distribution, params: str | Sequence[str] | None = 
 
     Raises
     ------
-    ValueError
-        If no closed form covers ``params`` (the message suggests ``method="quadrature"``), or
-        for invalid parameter values.
+    UnsupportedError
+        If no closed form covers ``params`` (the message suggests ``method="quadrature"``).
+    InvalidArgumentError
+        For invalid parameter values; :class:`~fisherbook.errors.OffManifoldError` (a subclass)
+        on the boundary of the parameter space, where the information is infinite (``probs=0``).
 
     Examples
     --------
@@ -488,4 +568,16 @@ def closed_form_fisher(dist: Distribution, params: str | Sequence[str] | None = 
     tensor([[0.2500, 0.0000],
             [0.0000, 0.5000]], dtype=torch.float64)
     """
-    return _closed_form_resolved(resolve(dist, params))
+    r = resolve(dist, params)
+    out = _closed_form_resolved(r)
+    check_information_finite(out, r.cls.__name__)
+    return out
+
+
+def check_information_finite(out: Tensor, family: str) -> None:
+    """Raise :class:`~fisherbook.errors.OffManifoldError` for an infinite or undefined Fisher information."""
+    if not bool(torch.isfinite(out).all()):
+        raise OffManifoldError(
+            f"the Fisher information of {family} is infinite or undefined at these parameter values "
+            "(e.g. probs of exactly 0 or 1); move them inside the open parameter space"
+        )

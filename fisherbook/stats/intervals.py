@@ -20,8 +20,13 @@ import torch
 from scipy import special, stats
 from torch import Tensor
 
+from .._numerics import bisect, two_sided_z
+from .._validate import check_level, check_option, check_real
+from ..errors import ArgumentTypeError, InvalidArgumentError, NonFiniteError, SizeLimitError
+
 __all__ = [
     "BINOMIAL_METHODS",
+    "MAX_GRID",
     "POISSON_METHODS",
     "binomial_interval",
     "exact_coverage",
@@ -34,16 +39,20 @@ BINOMIAL_METHODS = ("wald", "wilson", "agresti-coull", "jeffreys", "clopper-pear
 POISSON_METHODS = ("wald", "score", "jeffreys", "garwood", "lr")
 
 
-def _level(level: float) -> float:
-    if not isinstance(level, (int, float)) or not 0.0 < level < 1.0:
-        raise ValueError(f"level must be in (0, 1), got {level!r}")
-    return float(level)
+#: The largest (sample size, parameter, count) grid :func:`exact_coverage` builds in one call
+#: (float64 entries; 2e7 is about 160 MB per array).
+MAX_GRID = 20_000_000
 
 
 def _counts(x: Any, name: str) -> np.ndarray:
-    a = np.asarray(x.detach().cpu().numpy() if isinstance(x, Tensor) else x, dtype=np.float64)
-    if not np.all(np.isfinite(a)) or np.any(a < 0) or np.any(a != np.round(a)):
-        raise ValueError(f"{name} must contain non-negative integers")
+    try:
+        a = np.asarray(x.detach().cpu().numpy() if isinstance(x, Tensor) else x, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ArgumentTypeError(f"{name} must be an integer or an array of integers, got {type(x).__name__}") from None
+    if not np.all(np.isfinite(a)):
+        raise NonFiniteError(f"{name} must contain finite non-negative integers")
+    if np.any(a < 0) or np.any(a != np.round(a)):
+        raise InvalidArgumentError(f"{name} must contain non-negative integers")
     return a
 
 
@@ -51,20 +60,14 @@ def _xlogy(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return special.xlogy(x, y)
 
 
-def _bisect(f, lo: np.ndarray, hi: np.ndarray, iters: int = 64) -> np.ndarray:
+def _bisect(f: Any, lo: np.ndarray, hi: np.ndarray, iters: int = 64) -> np.ndarray:
     """Root of ``f`` (negative at ``lo``, non-negative at ``hi``), elementwise."""
-    lo, hi = lo.copy(), hi.copy()
-    for _ in range(iters):
-        mid = 0.5 * (lo + hi)
-        neg = f(mid) < 0
-        lo = np.where(neg, mid, lo)
-        hi = np.where(neg, hi, mid)
-    return 0.5 * (lo + hi)
+    return bisect(lambda q: f(q) < 0, lo, hi, n_iter=iters)
 
 
 def _binomial_np(x: np.ndarray, n: np.ndarray, level: float, method: str) -> tuple[np.ndarray, np.ndarray]:
     alpha = 1 - level
-    z = stats.norm.ppf(1 - alpha / 2)
+    z = two_sided_z(level)
     p = x / n
     if method == "wald":
         half = z * np.sqrt(p * (1 - p) / n)
@@ -73,7 +76,8 @@ def _binomial_np(x: np.ndarray, n: np.ndarray, level: float, method: str) -> tup
         denom = 1 + z**2 / n
         centre = (p + z**2 / (2 * n)) / denom
         half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / denom
-        lo, hi = centre - half, centre + half
+        # exact ends: the interval reaches 0 at x = 0 and 1 at x = n (round-off would miss them)
+        lo, hi = np.where(x == 0, 0.0, centre - half), np.where(x == n, 1.0, centre + half)
     elif method == "agresti-coull":
         nt = n + z**2
         pt = (x + z**2 / 2) / nt
@@ -81,11 +85,11 @@ def _binomial_np(x: np.ndarray, n: np.ndarray, level: float, method: str) -> tup
         lo, hi = pt - half, pt + half
     elif method == "jeffreys":
         lo = np.where(x > 0, stats.beta.ppf(alpha / 2, x + 0.5, n - x + 0.5), 0.0)
-        hi = np.where(x < n, stats.beta.ppf(1 - alpha / 2, x + 0.5, n - x + 0.5), 1.0)
+        hi = np.where(x < n, stats.beta.isf(alpha / 2, x + 0.5, n - x + 0.5), 1.0)
     elif method == "clopper-pearson":
         with np.errstate(invalid="ignore"):
             lo = np.where(x > 0, stats.beta.ppf(alpha / 2, np.maximum(x, 1), n - x + 1), 0.0)
-            hi = np.where(x < n, stats.beta.ppf(1 - alpha / 2, x + 1, np.maximum(n - x, 1)), 1.0)
+            hi = np.where(x < n, stats.beta.isf(alpha / 2, x + 1, np.maximum(n - x, 1)), 1.0)
     elif method == "lr":
         crit = z**2
         ll_hat = _xlogy(x, p) + _xlogy(n - x, 1 - p)
@@ -99,8 +103,16 @@ def _binomial_np(x: np.ndarray, n: np.ndarray, level: float, method: str) -> tup
         lo = np.where(x > 0, _bisect(lambda q: -excess(q), zero, p), 0.0)
         hi = np.where(x < n, _bisect(excess, p, one), 1.0)
     else:
-        raise ValueError(f"method must be one of {BINOMIAL_METHODS}, got {method!r}")
+        check_option(method, "method", BINOMIAL_METHODS)
     return np.clip(lo, 0.0, 1.0), np.clip(hi, 0.0, 1.0)
+
+
+def _broadcast(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        x, y = np.broadcast_arrays(a, b)
+    except ValueError:
+        raise InvalidArgumentError(f"the counts have shapes {a.shape} and {b.shape}, which do not broadcast") from None
+    return x, y
 
 
 def binomial_interval(
@@ -140,7 +152,7 @@ def binomial_interval(
 
     Raises
     ------
-    ValueError
+    InvalidArgumentError
         If counts are not integers, ``n < 1``, ``x > n``, or the method or level is invalid.
 
     Examples
@@ -152,34 +164,33 @@ def binomial_interval(
     >>> round(float(hi), 4)
     0.1611
     """
-    level = _level(level)
-    if method not in BINOMIAL_METHODS:
-        raise ValueError(f"method must be one of {BINOMIAL_METHODS}, got {method!r}")
-    xa, na = np.broadcast_arrays(_counts(x, "x"), _counts(n, "n"))
+    level = check_level(level)
+    check_option(method, "method", BINOMIAL_METHODS)
+    xa, na = _broadcast(_counts(x, "x"), _counts(n, "n"))
     if np.any(na < 1):
-        raise ValueError("n must be an integer >= 1")
+        raise InvalidArgumentError("n must be an integer >= 1")
     if np.any(xa > na):
-        raise ValueError("x must satisfy 0 <= x <= n")
+        raise InvalidArgumentError("x must satisfy 0 <= x <= n")
     lo, hi = _binomial_np(xa.astype(float), na.astype(float), level, method)
     return torch.as_tensor(lo, dtype=torch.float64), torch.as_tensor(hi, dtype=torch.float64)
 
 
 def _poisson_np(t: np.ndarray, n: np.ndarray, level: float, method: str) -> tuple[np.ndarray, np.ndarray]:
     alpha = 1 - level
-    z = stats.norm.ppf(1 - alpha / 2)
+    z = two_sided_z(level)
     lam = t / n
     if method == "wald":
         half = z * np.sqrt(t) / n
         lo, hi = lam - half, lam + half
     elif method == "score":
         root = z * np.sqrt(t + z**2 / 4)
-        lo, hi = (t + z**2 / 2 - root) / n, (t + z**2 / 2 + root) / n
+        lo, hi = np.where(t == 0, 0.0, (t + z**2 / 2 - root) / n), (t + z**2 / 2 + root) / n
     elif method == "jeffreys":
         lo = np.where(t > 0, stats.gamma.ppf(alpha / 2, t + 0.5) / n, 0.0)
-        hi = stats.gamma.ppf(1 - alpha / 2, t + 0.5) / n
+        hi = stats.gamma.isf(alpha / 2, t + 0.5) / n
     elif method == "garwood":
         lo = np.where(t > 0, stats.gamma.ppf(alpha / 2, np.maximum(t, 1)) / n, 0.0)
-        hi = stats.gamma.ppf(1 - alpha / 2, t + 1) / n
+        hi = stats.gamma.isf(alpha / 2, t + 1) / n
     elif method == "lr":
         crit = z**2
         ll_hat = _xlogy(t, lam) - n * lam
@@ -193,7 +204,7 @@ def _poisson_np(t: np.ndarray, n: np.ndarray, level: float, method: str) -> tupl
         lo = np.where(t > 0, _bisect(lambda q: -excess(q), np.zeros_like(lam), lam), 0.0)
         hi = _bisect(excess, lam, top)
     else:
-        raise ValueError(f"method must be one of {POISSON_METHODS}, got {method!r}")
+        check_option(method, "method", POISSON_METHODS)
     return np.clip(lo, 0.0, None), hi
 
 
@@ -237,12 +248,11 @@ def poisson_interval(
     >>> round(float(lo), 4), round(float(hi), 4)
     (1.3026, 4.6974)
     """
-    level = _level(level)
-    if method not in POISSON_METHODS:
-        raise ValueError(f"method must be one of {POISSON_METHODS}, got {method!r}")
-    ta, na = np.broadcast_arrays(_counts(t, "t"), _counts(n, "n"))
+    level = check_level(level)
+    check_option(method, "method", POISSON_METHODS)
+    ta, na = _broadcast(_counts(t, "t"), _counts(n, "n"))
     if np.any(na < 1):
-        raise ValueError("n must be an integer >= 1")
+        raise InvalidArgumentError("n must be an integer >= 1")
     lo, hi = _poisson_np(ta.astype(float), na.astype(float), level, method)
     return torch.as_tensor(lo, dtype=torch.float64), torch.as_tensor(hi, dtype=torch.float64)
 
@@ -293,8 +303,11 @@ def exact_coverage(
 
     Raises
     ------
-    ValueError
+    InvalidArgumentError
         For an unknown family or method, ``n < 1``, or ``theta`` outside the parameter space.
+    SizeLimitError
+        If the grid of sample sizes, parameters and counts would exceed :data:`MAX_GRID` entries
+        (``exact_coverage("poisson", [1000], [1e6], "wald")`` would need about 7 GB).
 
     Examples
     --------
@@ -304,25 +317,46 @@ def exact_coverage(
     >>> c.shape, bool((c >= 0.95).all())
     (torch.Size([2, 2]), True)
     """
-    level = _level(level)
-    name = family if isinstance(family, str) else getattr(family, "__name__", repr(family))
+    level = check_level(level)
+    name = family if isinstance(family, str) else getattr(family, "__name__", None)
+    if not isinstance(name, str):
+        raise ArgumentTypeError(f"family must be 'binomial' or 'poisson' (or their torch classes), got {family!r}")
     name = name.lower()
     if name not in ("binomial", "poisson"):
-        raise ValueError(f"family must be 'binomial' or 'poisson' (or their torch classes), got {family!r}")
+        raise InvalidArgumentError(f"family must be 'binomial' or 'poisson' (or their torch classes), got {family!r}")
+    if not isinstance(method, (str, tuple, list)):
+        raise ArgumentTypeError(f"method must be a method name or a sequence of them, got {type(method).__name__}")
     methods = (method,) if isinstance(method, str) else tuple(method)
+    if not methods:
+        raise InvalidArgumentError("method must name at least one interval method")
     allowed = BINOMIAL_METHODS if name == "binomial" else POISSON_METHODS
     for m in methods:
-        if m not in allowed:
-            raise ValueError(f"method must be one of {allowed} for {name}, got {m!r}")
+        check_option(m, f"method (for the {name})", allowed)
     ns = _counts(n, "n").reshape(-1)
     if ns.size == 0 or np.any(ns < 1):
-        raise ValueError("n must be a non-empty array of integers >= 1")
-    th = np.asarray(theta.detach().cpu().numpy() if isinstance(theta, Tensor) else theta, dtype=np.float64).reshape(-1)
+        raise InvalidArgumentError("n must be a non-empty array of integers >= 1")
+    try:
+        raw = theta.detach().cpu().numpy() if isinstance(theta, Tensor) else theta
+        th = np.asarray(raw, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise ArgumentTypeError(f"theta must be a number or an array of numbers, got {type(theta).__name__}") from None
     if th.size == 0 or not np.all(np.isfinite(th)):
-        raise ValueError("theta must be a non-empty array of finite values")
+        raise NonFiniteError("theta must be a non-empty array of finite values")
+
+    def guard(n_x: int) -> None:
+        size = ns.size * th.size * n_x
+        if size > MAX_GRID:
+            raise SizeLimitError(
+                f"exact_coverage would build a grid of {ns.size} sample sizes x {th.size} parameter values x "
+                f"{n_x} counts = {size:.3g} entries, more than MAX_GRID = {MAX_GRID:.3g} (about "
+                f"{8 * MAX_GRID / 1e6:.0f} MB per array); split the grid into several calls (the work grows "
+                "with the largest n * theta), or estimate the coverage by simulation with fisherbook.coverage"
+            )
+
     if name == "binomial":
         if np.any((th <= 0) | (th >= 1)):
-            raise ValueError("theta must lie in (0, 1) for the binomial")
+            raise InvalidArgumentError("theta must lie in (0, 1) for the binomial")
+        guard(int(ns.max()) + 1)
         xs = np.arange(int(ns.max()) + 1, dtype=np.float64)
         X, N = np.broadcast_arrays(xs[None, :], ns[:, None])
         valid = X <= N
@@ -334,11 +368,12 @@ def exact_coverage(
             (N - Xc)[:, None, :], 1 - th[None, :, None]
         )
     else:
-        if not (isinstance(tail, float) and 0 < tail <= 1e-3):
-            raise ValueError(f"tail must be a float in (0, 1e-3], got {tail!r}")
+        tail = check_real(tail, "tail", low=0.0, high=1e-3, open_low=True)
         if np.any(th <= 0):
-            raise ValueError("theta must be > 0 for the poisson")
-        tmax = int(stats.poisson.isf(tail, ns.max() * th.max())) + 1
+            raise InvalidArgumentError("theta must be > 0 for the poisson")
+        tmax_f = float(stats.poisson.isf(tail, ns.max() * th.max())) + 1
+        guard(int(min(tmax_f, 1e18)) + 1)
+        tmax = int(tmax_f)
         xs = np.arange(tmax + 1, dtype=np.float64)
         X, N = np.broadcast_arrays(xs[None, :], ns[:, None])
         valid = np.ones_like(X, dtype=bool)
