@@ -39,6 +39,7 @@ __all__ = [
     "GeodesicError",
     "OffManifoldError",
     "DistributedError",
+    "NotFittedError",
     "FisherbookWarning",
     "ModelModeWarning",
 ]
@@ -97,6 +98,11 @@ class GeodesicError(ConvergenceError):
 
 class DistributedError(FisherbookError, RuntimeError):
     """A distributed option was asked for without a usable process group, or ranks disagree."""
+
+
+class NotFittedError(FisherbookError, RuntimeError):
+    """A method that needs a fitted object (e.g. :meth:`~fisherbook.bayes.laplace.LastLayerLaplace.fit`)
+    was called before fitting."""
 
 
 class FisherbookWarning(UserWarning):

@@ -50,8 +50,8 @@ from ..curvature.likelihoods import get_likelihood
 from ..curvature.representations import CurvatureMatrix
 from ..errors import (
     ArgumentTypeError,
-    FisherbookError,
     InvalidArgumentError,
+    NotFittedError,
     ShapeError,
     SizeLimitError,
     UnsupportedError,
@@ -68,10 +68,6 @@ _LIKELIHOODS = ("categorical", "bernoulli")
 _METHODS = ("probit", "mc", "map")
 _REPRESENTATIONS = ("kfac", "diagonal", "dense", "block_diagonal")
 _MAX_MC_ENTRIES = 2**27  # predict(method="mc"): n_samples x n x C draws, 1 GiB of float64
-
-
-class NotFittedError(FisherbookError, RuntimeError):
-    """A method that needs :meth:`LastLayerLaplace.fit` was called before it (a ``RuntimeError``)."""
 
 
 def _positive(value: Any, name: str) -> float:
