@@ -45,7 +45,7 @@ WIDTH: float = 6.4
 #: The matplotlib rc settings that :func:`use_style` applies.
 STYLE: dict[str, Any] = {
     "figure.figsize": (WIDTH, WIDTH / 1.618),
-    "figure.dpi": 100,
+    "figure.dpi": 150,  # inline and glued figures are stored from the canvas at this resolution
     "savefig.dpi": 150,
     "figure.constrained_layout.use": True,
     "font.size": 10,
@@ -81,7 +81,8 @@ def use_style() -> None:
     >>> mpl.rcParams["figure.figsize"] == [WIDTH, WIDTH / 1.618]
     True
     """
-    mpl.rcParams.update(STYLE)
+    params: dict[Any, Any] = mpl.rcParams  # typed by matplotlib with literal keys; STYLE's keys are plain str
+    params.update(STYLE)
 
 
 def figsize(columns: float = 1.0, aspect: float = 1 / 1.618) -> tuple[float, float]:
