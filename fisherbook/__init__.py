@@ -4,9 +4,11 @@ The helper package behind the *fisherbook* textbook. Its subpackages follow the
 two halves of the subject (see ``docs/architecture.md``): :mod:`~fisherbook.stats` and
 :mod:`~fisherbook.geometry` for probability families; :mod:`~fisherbook.curvature` (the one core for
 torch models), :mod:`~fisherbook.optim`, :mod:`~fisherbook.continual` and :mod:`~fisherbook.bayes`
-for models; :mod:`~fisherbook.errors` the error vocabulary. It covers closed-form and estimated Fisher information of probability
-families, Cramér–Rao and asymptotic inference tools, Fisher matrices of torch
-models, natural-gradient and K-FAC optimisers, EWC and information geometry.
+for models, and :mod:`~fisherbook.overparam` for over-parameterised networks;
+:mod:`~fisherbook.errors` is the error vocabulary. It covers closed-form and estimated Fisher
+information of probability families, Cramér–Rao and asymptotic inference tools, Fisher matrices
+of torch models, natural-gradient and K-FAC optimisers, EWC, information geometry and singular
+learning.
 
 Examples
 --------
@@ -19,24 +21,73 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import bayes, continual, curvature, data, errors, geometry, optim, plotting, stats
+from . import bayes, continual, curvature, data, errors, geometry, optim, overparam, plotting, stats
 from .bayes import (
-    LastLayerLaplace, bic, calibration_curve, expected_calibration_error, fit_newton, gaussian_linear_log_evidence,
-    influence_scores, laplace_log_evidence, leave_one_out, nig_linear_log_evidence, objective_curvature,
-    per_example_loss, polynomial_design,
+    LastLayerLaplace,
+    bic,
+    calibration_curve,
+    expected_calibration_error,
+    fit_newton,
+    gaussian_linear_log_evidence,
+    influence_scores,
+    laplace_log_evidence,
+    leave_one_out,
+    nig_linear_log_evidence,
+    objective_curvature,
+    per_example_loss,
+    polynomial_design,
 )
 from .errors import ConvergenceError, FisherbookError, GeodesicError, OffManifoldError
 from .geometry import (
-    Geodesic, bregman_divergence, christoffel_symbols, dual_potential, exp_map, expectation_parameters,
-    fisher_metric, fisher_rao_distance, from_expectation, from_natural, geodesic, jeffreys_log_density,
-    jeffreys_prior, kl_bregman, kl_quadratic, log_map, log_partition, m_projection, natural_parameters,
+    Geodesic,
+    bregman_divergence,
+    christoffel_symbols,
+    dual_potential,
+    exp_map,
+    expectation_parameters,
+    fisher_metric,
+    fisher_rao_distance,
+    from_expectation,
+    from_natural,
+    geodesic,
+    jeffreys_log_density,
+    jeffreys_prior,
+    kl_bregman,
+    kl_quadratic,
+    log_map,
+    log_partition,
+    m_projection,
+    natural_parameters,
     pullback_metric,
 )
 from .stats import (
-    CLOSED_FORMS, ClosedForm, CoverageEstimate, EstimatorSummary, FisherEstimate, MLEResult, binomial_interval,
-    closed_form_fisher, conditional_fisher, coordinate_names, coverage, crlb, empirical_fisher, exact_coverage,
-    fisher_information, lr_interval, mle, observed_information, parameter_names, poisson_interval, reparameterize,
-    sandwich_covariance, score, score_interval, simulate_estimator, van_trees, wald_interval,
+    CLOSED_FORMS,
+    ClosedForm,
+    CoverageEstimate,
+    EstimatorSummary,
+    FisherEstimate,
+    MLEResult,
+    binomial_interval,
+    closed_form_fisher,
+    conditional_fisher,
+    coordinate_names,
+    coverage,
+    crlb,
+    empirical_fisher,
+    exact_coverage,
+    fisher_information,
+    lr_interval,
+    mle,
+    observed_information,
+    parameter_names,
+    poisson_interval,
+    reparameterize,
+    sandwich_covariance,
+    score,
+    score_interval,
+    simulate_estimator,
+    van_trees,
+    wald_interval,
 )
 
 __all__ = [
@@ -50,6 +101,7 @@ __all__ = [
     "stats",
     "geometry",
     "bayes",
+    "overparam",
     "FisherbookError",
     "coordinate_names",
     "parameter_names",

@@ -4,7 +4,8 @@ r"""Bayesian and post-hoc uses of the curvature of trained models (chapter 8).
 - ``fisherbook.bayes.influence``: influence functions with Hessian, GGN or empirical-Fisher curvature,
   against leave-one-out retraining;
 - ``fisherbook.bayes.laplace``: the last-layer Laplace approximation and its predictive;
-- ``fisherbook.bayes.calibration``: reliability curves and the expected calibration error.
+- ``fisherbook.bayes.calibration``: reliability curves and the expected calibration error;
+- ``fisherbook.bayes.singular``: singular learning theory: the free energy, WBIC and an RLCT estimate (chapter 9).
 
 Every name is re-exported at the top level (``fb.influence_scores``). Losses, Fishers and
 Gauss–Newton matrices come from :mod:`fisherbook.curvature`.
@@ -28,9 +29,11 @@ from .selection import (
     nig_linear_log_evidence,
     polynomial_design,
 )
+from .singular import free_energy, rlct_estimate, tempered_mean, wbic, wbic_temperature
 
 __all__ = [
     "fit_newton", "influence_scores", "leave_one_out", "objective_curvature", "per_example_loss",
     "LastLayerLaplace", "calibration_curve", "expected_calibration_error",
     "bic", "gaussian_linear_log_evidence", "laplace_log_evidence", "nig_linear_log_evidence", "polynomial_design",
+    "free_energy", "rlct_estimate", "tempered_mean", "wbic", "wbic_temperature",
 ]
