@@ -52,7 +52,7 @@ book: $(STAMP)  ## build the HTML book into _build/html (the main job)
 test: unit nbval  ## run every check: unit tests, nbval, hygiene, book, slides, student edition, browser
 	$(MAKE) --no-print-directory book slides student
 	bash scripts/ensure_chromium.sh
-	$(PY) -m pytest tests -q -m built_site
+	$(PY) -m pytest tests -q -m built_site --ignore=tests/test_pdf.py
 
 unit: $(STAMP)  ## unit and property tests only (fast loop while developing)
 	$(PY) -m pytest tests fisherbook --doctest-modules -n $(JOBS) -q -m "not built_site"
@@ -76,6 +76,16 @@ slides: $(STAMP)  ## build reveal.js decks of every chapter into _build/slides (
 student: $(STAMP)  ## write the student edition (no solutions) to _student/ and check it executes
 	$(PY) scripts/student.py
 	$(PY) -m pytest -p no:cacheprovider --nbval-lax --nbval-cell-timeout=300 -n $(JOBS) --dist loadfile -q _student/book
+
+pdf: $(STAMP)  ## print the whole book to _build/pdf/fisherbook.pdf (single-page HTML in Chromium)
+	$(PY) scripts/repository.py config --pdf $(BUILD)/config-pdf/_config.yml
+	$(JB) build . --config $(BUILD)/config-pdf/_config.yml --builder singlehtml --keep-going
+	bash scripts/ensure_chromium.sh
+	bash scripts/ensure_pdf_tools.sh
+	$(PY) scripts/pdf.py
+
+pdf-test: pdf  ## build the PDF and check it (chapters, maths typeset, figures, page references)
+	$(PY) -m pytest tests/test_pdf.py -q
 
 colab-cell: $(STAMP)  ## insert/refresh each chapter's Colab install cell (scripts/colab_cell.py)
 	$(PY) scripts/colab_cell.py
