@@ -23,7 +23,7 @@ export TQDM_DISABLE := 1
 
 NBVAL := -p no:cacheprovider --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=300
 
-.PHONY: help venv book test unit quick lint nbval execute student slides pdf pdf-test colab-cell wheel bench clean
+.PHONY: help venv book test unit quick lint nbval execute student slides pdf pdf-test linkcheck release colab-cell bench clean
 
 # The repository the launch buttons, the repository button and the Colab cell name: the
 # environment (FISHERBOOK_REPOSITORY, or GitHub Actions' GITHUB_REPOSITORY) overrides
@@ -86,6 +86,14 @@ pdf: $(STAMP)  ## print the whole book to _build/pdf/fisherbook.pdf (single-page
 
 pdf-test: pdf  ## build the PDF and check it (chapters, maths typeset, figures, page references)
 	$(PY) -m pytest tests/test_pdf.py -q
+
+linkcheck: $(STAMP)  ## check the book's external links and the bibliography's DOIs (network; weekly workflow)
+	$(PY) scripts/repository.py config $(BOOK_CONFIG)
+	$(JB) build . --config $(BOOK_CONFIG) --builder linkcheck
+	$(PY) scripts/check_dois.py
+
+release: $(STAMP)  ## collect the release assets (PDF, student edition, slides, wheel) into _build/release
+	$(PY) scripts/release.py
 
 colab-cell: $(STAMP)  ## insert/refresh each chapter's Colab install cell (scripts/colab_cell.py)
 	$(PY) scripts/colab_cell.py

@@ -1,0 +1,90 @@
+"""Collect the release assets into ``_build/release/`` (``make release``; the publish workflow).
+
+Expects ``make pdf``, ``make slides`` and ``make student`` to have run. Writes
+
+* ``fisherbook-<version>.pdf``: the printed book;
+* ``fisherbook-<version>-student-edition.zip``: the chapters without solutions (``book/*.ipynb``,
+  outputs cleared) with ``environment.yml``, so a class can run them on Binder, Colab or locally;
+* ``fisherbook-<version>-slides.zip``: the reveal.js decks, offline (reveal.js and MathJax inside);
+* the wheel ``fisherbook-<version>-py3-none-any.whl`` (``pip wheel --no-deps``).
+
+The version is ``fisherbook.__version__``; on a tag ``vX.Y.Z`` (``GITHUB_REF_NAME`` in the
+workflow) it must equal ``X.Y.Z``, so a release cannot ship a package that calls itself otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from notebooks import ROOT  # noqa: E402
+
+BUILD = ROOT / "_build"
+OUT = BUILD / "release"
+
+
+def version() -> str:
+    """``__version__`` of ``fisherbook/__init__.py``, read without importing the package."""
+    text = (ROOT / "fisherbook" / "__init__.py").read_text(encoding="utf-8")
+    match = re.search(r'^__version__\s*=\s*"([^"]+)"', text, re.M)
+    if match is None:
+        raise SystemExit("fisherbook/__init__.py defines no __version__")
+    return match.group(1)
+
+
+def check_tag(ver: str, ref: str | None) -> None:
+    """On a release tag ``vX.Y.Z``, ``X.Y.Z`` must be the package version."""
+    if ref and re.fullmatch(r"v\d.*", ref) and ref[1:] != ver:
+        raise SystemExit(f"tag {ref} does not match fisherbook.__version__ {ver!r}: bump the version or the tag")
+
+
+def zip_folder(folder: Path, out: Path, prefix: str, extra: tuple[Path, ...] = ()) -> int:
+    """Zip every file under ``folder`` (and ``extra``) below the top folder ``prefix``; return the file count."""
+    if not folder.is_dir():
+        raise SystemExit(f"{folder} is missing: run the make target that builds it")
+    n = 0
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and ".ipynb_checkpoints" not in path.parts:
+                z.write(path, f"{prefix}/{path.relative_to(folder)}")
+                n += 1
+        for path in extra:
+            z.write(path, f"{prefix}/{path.name}")
+            n += 1
+    return n
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args(argv)
+    ver = version()
+    check_tag(ver, os.environ.get("GITHUB_REF_NAME"))
+    out = args.out
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    pdf = BUILD / "pdf" / "fisherbook.pdf"
+    if not pdf.exists():
+        raise SystemExit("no _build/pdf/fisherbook.pdf: run `make pdf`")
+    shutil.copy(pdf, out / f"fisherbook-{ver}.pdf")
+    n = zip_folder(ROOT / "_student", out / f"fisherbook-{ver}-student-edition.zip", f"fisherbook-{ver}-student",
+                   extra=(ROOT / "environment.yml",))
+    m = zip_folder(BUILD / "slides", out / f"fisherbook-{ver}-slides.zip", f"fisherbook-{ver}-slides")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--wheel-dir", str(out), str(ROOT)], check=True)
+    for path in sorted(out.iterdir()):
+        print(f"{path.relative_to(ROOT)}  {path.stat().st_size / 1e6:.1f} MB")
+    print(f"student edition: {n} files; slides: {m} files")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
