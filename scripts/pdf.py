@@ -1,4 +1,4 @@
-"""Print the whole book to ``_build/pdf/fisherbook.pdf`` from its single-page HTML, in headless Chromium.
+r"""Print the whole book to ``_build/pdf/fisherbook.pdf`` from its single-page HTML, in headless Chromium.
 
 ``make pdf`` first builds the single-page HTML (``jupyter-book build --builder singlehtml`` into
 ``_build/singlehtml``), then this script serves that folder on localhost, opens the page in

@@ -104,9 +104,11 @@ def test_apply_keeps_the_notebook_clean_and_is_idempotent(path: Path, tmp_path: 
     others = [c for c in after.cells if not colab_cell.is_install_cell(c)]
     assert [c.source for c in others] == [c.source for c in before.cells]
     assert _counts(nbformat.v4.new_notebook(cells=others)) == [n + 1 for n in _counts(before)]
+    def strip(outs):
+        return [{k: v for k, v in o.items() if k != "execution_count"} for o in outs]
+
     for old, new in zip(before.cells, others):
         if old.cell_type == "code":
-            strip = lambda outs: [{k: v for k, v in o.items() if k != "execution_count"} for o in outs]
             assert strip(new.outputs) == strip(old.outputs)
     text = copy.read_bytes()
     assert not colab_cell.apply(after, source), "a second apply changes the notebook"
