@@ -3,9 +3,10 @@ r"""Print the whole book to ``_build/pdf/fisherbook.pdf`` from its single-page H
 ``make pdf`` first builds the single-page HTML (``jupyter-book build --builder singlehtml`` into
 ``_build/singlehtml``), then this script serves that folder on localhost, opens the page in
 Debian's Chromium (driven by Playwright; the browser the built-site checks already use), waits
-until MathJax has typeset every formula and every figure has loaded, and prints it: A4, each
+until MathJax has typeset every formula and every figure has loaded, and prints it: A4, a table of contents, each
 part of the book from a new page, page numbers in the footer, code cells and outputs as in the
-HTML, collapsed solutions left collapsed. Cross-references keep their numbers (Theorem 2.1,
+HTML, each solution printed open after its exercise (the student edition is the handout without
+them). Cross-references keep their numbers (Theorem 2.1,
 equation (3.4), Figure 5.2), stay links inside the PDF, and carry the page of their target,
 "(p. 37)", as LaTeX's ``\pageref`` would: the page is printed, the named destinations Chromium
 writes for link targets are read back with ``pdfinfo -dests`` (poppler-utils), the page numbers
@@ -48,14 +49,16 @@ PRINT_CSS = """
 .bd-header, .bd-header-announcement, .bd-sidebar-primary, .bd-sidebar-secondary, .header-article,
 .bd-footer, .bd-footer-article, .bd-footer-content, .prev-next-area, .headerlink, #pst-back-to-top,
 .article-header-buttons, .skip-link, .search-button-field, .toggle-secondary-sidebar,
-.primary-toggle, .secondary-toggle, .copybtn { display: none !important; }
+.primary-toggle, .secondary-toggle, .copybtn, button.toggle-button { display: none !important; }
 .table-wrapper, .pst-scrollable-table-container { overflow: visible !important; }
 table { font-size: 8pt; } .fb-pageref { font-size: 85%; color: #555; }
 .bd-container, .bd-container__inner, .bd-page-width, .bd-main, .bd-content, .bd-article-container,
 .bd-article { max-width: 100% !important; width: 100% !important; margin: 0 !important;
   padding: 0 !important; display: block !important; }
 html, body { font-size: 10.5pt; }
-span[id^="document-"] + section { break-before: page; }
+span[id^="document-"], #fb-contents { display: block; break-before: page; }
+#fb-contents ul { list-style: none; padding-left: 0; } #fb-contents ul ul { padding-left: 1.5em; font-size: 92%; }
+#fb-contents > ul > li { margin-top: 0.5em; font-weight: 600; } #fb-contents ul ul li { font-weight: normal; }
 figure, img, .cell_output, .proof, .admonition, mjx-container[display="true"] { break-inside: avoid; }
 h1, h2, h3, h4 { break-after: avoid; }
 pre { white-space: pre-wrap !important; word-break: break-word; }
@@ -85,6 +88,47 @@ PAGEREFS_JS = """(dests) => {
     ids.push(id);
   }
   return ids;
+}"""
+
+#: A printed table of contents before the first document after the title page: each document's
+#: heading and, below it, its sections; PAGEREFS_JS then adds their pages.
+CONTENTS_JS = """() => {
+  const docs = [...document.querySelectorAll('span[id^="document-"]')];
+  if (!docs.length || document.getElementById('fb-contents')) return 0;
+  const nav = document.createElement('nav');
+  nav.id = 'fb-contents';
+  nav.innerHTML = '<h2>Contents</h2>';
+  const list = document.createElement('ul');
+  const link = (target, text) => {
+    const a = document.createElement('a');
+    a.className = 'reference internal'; a.href = '#' + target; a.textContent = text.replace(/#$/, '').trim();
+    return a;
+  };
+  for (const span of docs) {
+    const sec = span.nextElementSibling;
+    const h = sec && sec.querySelector('h1, h2');
+    if (!h) continue;
+    const li = document.createElement('li');
+    li.appendChild(link(span.id, h.textContent));
+    const subs = [...sec.querySelectorAll(':scope > section[id]')]
+      .filter(s => s.querySelector('h2, h3') && !/^exercise|^solution/.test(s.id))
+      .map(s => {
+        // section ids repeat across documents on the single page ("summary"): make this one unique
+        if (document.querySelectorAll(`[id="${CSS.escape(s.id)}"]`).length > 1) {
+          s.id = span.id.replace(/[^\w-]/g, '-') + '-' + s.id;
+        }
+        return [s.id, s.querySelector('h2, h3')];
+      });
+    if (subs.length) {
+      const ul = document.createElement('ul');
+      for (const [id, sh] of subs) { const sli = document.createElement('li'); sli.appendChild(link(id, sh.textContent)); ul.appendChild(sli); }
+      li.appendChild(ul);
+    }
+    list.appendChild(li);
+  }
+  nav.appendChild(list);
+  docs[0].before(nav);
+  return list.children.length;
 }"""
 
 DEST = re.compile(r'^\s*(\d+)\s+\[.*\]\s+"(.+)"\s*$')
@@ -158,6 +202,7 @@ def print_pdf(site: Path = SITE, out: Path = OUT, page_path: str = PAGE) -> int:
         broken = page.evaluate("[...document.images].filter(i => !(i.naturalWidth > 0)).map(i => i.src.slice(0, 80))")
         if broken:
             raise SystemExit(f"images that did not load: {broken[:5]}")
+        page.evaluate(CONTENTS_JS)
         page.add_style_tag(content=PRINT_CSS)
         page.emulate_media(media="print")
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -126,3 +126,18 @@ def test_cross_references_name_the_page_of_their_target() -> None:
         if flat(label) not in flat(pages()[target - 1]).replace("Figure", "Fig."):
             wrong.append(f"p. {where}: {label} -> p. {target}, which does not show it")
     assert wrong == [], wrong[:10]
+
+
+def test_contents_list_every_chapter_and_section_at_its_page() -> None:
+    contents = next((i for i, p in enumerate(pages()) if re.search(r"^\s*Contents\s*$", p, re.M)), None)
+    assert contents is not None and contents < 5, "no table of contents near the start"
+    text = flat(" ".join(pages()[contents:contents + 4]))
+    entries = re.findall(r"(\d+(?:\.\d+)?)\. ([^()]+?) \(p\. (\d+)\)", text)
+    chapters = {num for num, _, _ in entries if "." not in num}
+    assert chapters >= {str(i) for i in range(1, len(toc_notebooks()) + 1)}, sorted(chapters)
+    def squeeze(t: str) -> str:  # headings wrap at hyphens and dashes on the page
+        return re.sub(r"\s+", "", t)
+
+    wrong = [f"{num}. {title} -> p. {page}" for num, title, page in entries
+             if squeeze(f"{num}. {title}") not in squeeze(pages()[int(page) - 1])]
+    assert wrong == [], wrong[:10]
