@@ -3,11 +3,11 @@ r"""Print the whole book to ``_build/pdf/fisherbook.pdf`` from its single-page H
 ``make pdf`` first builds the single-page HTML (``jupyter-book build --builder singlehtml`` into
 ``_build/singlehtml``), then this script serves that folder on localhost, opens the page in
 Debian's Chromium (driven by Playwright; the browser the built-site checks already use), waits
-until MathJax has typeset every formula and every figure has loaded, and prints it: A4, a table of contents, each
-part of the book from a new page, page numbers in the footer, code cells and outputs as in the
-HTML, each solution printed open after its exercise (the student edition is the handout without
-them). Cross-references keep their numbers (Theorem 2.1,
-equation (3.4), Figure 5.2), stay links inside the PDF, and carry the page of their target,
+until MathJax has typeset every formula and every figure has loaded, and prints it: A4, a table
+of contents, each part of the book from a new page, page numbers in the footer, code cells and
+outputs as in the HTML, each solution printed open after its exercise (the student edition is
+the handout without them). Cross-references keep their numbers (Theorem 2.1, equation (3.4),
+Figure 5.2), stay links inside the PDF, and carry the page of their target,
 "(p. 37)", as LaTeX's ``\pageref`` would: the page is printed, the named destinations Chromium
 writes for link targets are read back with ``pdfinfo -dests`` (poppler-utils), the page numbers
 are written after each cross-reference (the table of contents included), and the page is printed
@@ -92,7 +92,7 @@ PAGEREFS_JS = """(dests) => {
 
 #: A printed table of contents before the first document after the title page: each document's
 #: heading and, below it, its sections; PAGEREFS_JS then adds their pages.
-CONTENTS_JS = """() => {
+CONTENTS_JS = r"""() => {
   const docs = [...document.querySelectorAll('span[id^="document-"]')];
   if (!docs.length || document.getElementById('fb-contents')) return 0;
   const nav = document.createElement('nav');
@@ -121,7 +121,11 @@ CONTENTS_JS = """() => {
       });
     if (subs.length) {
       const ul = document.createElement('ul');
-      for (const [id, sh] of subs) { const sli = document.createElement('li'); sli.appendChild(link(id, sh.textContent)); ul.appendChild(sli); }
+      for (const [id, sh] of subs) {
+        const sli = document.createElement('li');
+        sli.appendChild(link(id, sh.textContent));
+        ul.appendChild(sli);
+      }
       li.appendChild(ul);
     }
     list.appendChild(li);
