@@ -4,7 +4,8 @@ Expects ``make pdf``, ``make slides`` and ``make student`` to have run. Writes
 
 * ``fisherbook-<version>.pdf``: the printed book;
 * ``fisherbook-<version>-student-edition.zip``: the chapters without solutions (``book/*.ipynb``,
-  outputs cleared) with ``environment.yml``, so a class can run them on Binder, Colab or locally;
+  outputs cleared) and a README saying how to run them: on Colab (each chapter's install cell
+  fetches the package) or locally after ``pip install`` of this release;
 * ``fisherbook-<version>-slides.zip``: the reveal.js decks, offline (reveal.js and MathJax inside);
 * the wheel ``fisherbook-<version>-py3-none-any.whl`` (``pip wheel --no-deps``).
 
@@ -24,6 +25,7 @@ import zipfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import repository  # noqa: E402
 from notebooks import ROOT  # noqa: E402
 
 BUILD = ROOT / "_build"
@@ -45,8 +47,21 @@ def check_tag(ver: str, ref: str | None) -> None:
         raise SystemExit(f"tag {ref} does not match fisherbook.__version__ {ver!r}: bump the version or the tag")
 
 
-def zip_folder(folder: Path, out: Path, prefix: str, extra: tuple[Path, ...] = ()) -> int:
-    """Zip every file under ``folder`` (and ``extra``) below the top folder ``prefix``; return the file count."""
+STUDENT_README = """# fisherbook {ver}: student edition
+
+The chapters of the book without the solutions to their exercises.
+
+- **Colab**: upload a notebook; its first cell installs the `fisherbook` package when it is missing.
+- **Locally** (Python 3.11): `pip install "fisherbook @ git+{repo}@v{ver}" jupyterlab`, then
+  `jupyter lab book/`.
+
+The book itself, with the solutions: {repo}
+"""
+
+
+def zip_folder(folder: Path, out: Path, prefix: str, extra: dict[str, str] | None = None) -> int:
+    """Zip every file under ``folder`` (and the ``extra`` name -> text files) below the top folder
+    ``prefix``; return the file count."""
     if not folder.is_dir():
         raise SystemExit(f"{folder} is missing: run the make target that builds it")
     n = 0
@@ -55,8 +70,8 @@ def zip_folder(folder: Path, out: Path, prefix: str, extra: tuple[Path, ...] = (
             if path.is_file() and ".ipynb_checkpoints" not in path.parts:
                 z.write(path, f"{prefix}/{path.relative_to(folder)}")
                 n += 1
-        for path in extra:
-            z.write(path, f"{prefix}/{path.name}")
+        for name, text in (extra or {}).items():
+            z.writestr(f"{prefix}/{name}", text)
             n += 1
     return n
 
@@ -76,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("no _build/pdf/fisherbook.pdf: run `make pdf`")
     shutil.copy(pdf, out / f"fisherbook-{ver}.pdf")
     n = zip_folder(ROOT / "_student", out / f"fisherbook-{ver}-student-edition.zip", f"fisherbook-{ver}-student",
-                   extra=(ROOT / "environment.yml",))
+                   extra={"README.md": STUDENT_README.format(ver=ver, repo=repository.url())})
     m = zip_folder(BUILD / "slides", out / f"fisherbook-{ver}-slides.zip", f"fisherbook-{ver}-slides")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
                     "--wheel-dir", str(out), str(ROOT)], check=True)

@@ -117,3 +117,17 @@ def test_release_refuses_a_tag_that_is_not_the_version() -> None:
     release.check_tag(ver, None)
     with pytest.raises(SystemExit, match="does not match"):
         release.check_tag(ver, "v99.0.0")
+
+
+def test_release_zips_a_folder_under_its_prefix(tmp_path: Path) -> None:
+    (tmp_path / "src" / "book").mkdir(parents=True)
+    (tmp_path / "src" / "book" / "01.ipynb").write_text("{}")
+    (tmp_path / "src" / "book" / ".ipynb_checkpoints").mkdir()
+    (tmp_path / "src" / "book" / ".ipynb_checkpoints" / "01-checkpoint.ipynb").write_text("{}")
+    import zipfile
+
+    n = release.zip_folder(tmp_path / "src", tmp_path / "out.zip", "fb-1.0", extra={"README.md": "hi"})
+    assert n == 2
+    assert sorted(zipfile.ZipFile(tmp_path / "out.zip").namelist()) == ["fb-1.0/README.md", "fb-1.0/book/01.ipynb"]
+    with pytest.raises(SystemExit, match="missing"):
+        release.zip_folder(tmp_path / "nowhere", tmp_path / "x.zip", "p")
