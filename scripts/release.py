@@ -76,6 +76,21 @@ def zip_folder(folder: Path, out: Path, prefix: str, extra: dict[str, str] | Non
     return n
 
 
+def build_wheel(out: Path) -> Path:
+    """``pip wheel --no-deps`` of the package into ``out``; setuptools' ``build/`` folder is removed
+    again unless it was there before. Returns the wheel's path."""
+    scratch = ROOT / "build"
+    existed = scratch.exists()
+    try:
+        subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                        "--wheel-dir", str(out), str(ROOT)], check=True, timeout=600)
+    finally:
+        if not existed:
+            shutil.rmtree(scratch, ignore_errors=True)
+    (wheel,) = out.glob(f"fisherbook-{version()}-*.whl")
+    return wheel
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=OUT)
@@ -93,8 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     n = zip_folder(ROOT / "_student", out / f"fisherbook-{ver}-student-edition.zip", f"fisherbook-{ver}-student",
                    extra={"README.md": STUDENT_README.format(ver=ver, repo=repository.url())})
     m = zip_folder(BUILD / "slides", out / f"fisherbook-{ver}-slides.zip", f"fisherbook-{ver}-slides")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--wheel-dir", str(out), str(ROOT)], check=True)
+    build_wheel(out)
     for path in sorted(out.iterdir()):
         print(f"{path.relative_to(ROOT)}  {path.stat().st_size / 1e6:.1f} MB")
     print(f"student edition: {n} files; slides: {m} files")
