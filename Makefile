@@ -23,7 +23,14 @@ export TQDM_DISABLE := 1
 
 NBVAL := -p no:cacheprovider --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=300
 
-.PHONY: help venv book test unit quick lint nbval execute student slides bench clean
+.PHONY: help venv book test unit quick lint nbval execute student slides pdf pdf-test linkcheck release colab-cell bench clean
+
+# The repository the launch buttons, the repository button and the Colab cell name: the
+# environment (FISHERBOOK_REPOSITORY, or GitHub Actions' GITHUB_REPOSITORY) overrides
+# repository.url in _config.yml (scripts/repository.py). The build reads a copy of _config.yml
+# with that URL filled in.
+BOOK_CONFIG := $(BUILD)/config/_config.yml
+JB := $(VENV)/bin/jupyter-book
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -38,13 +45,14 @@ $(STAMP): pyproject.toml constraints.txt
 venv: $(STAMP)  ## create .venv with the pinned dependencies
 
 book: $(STAMP)  ## build the HTML book into _build/html (the main job)
-	$(VENV)/bin/jupyter-book build . -n -W --keep-going
+	$(PY) scripts/repository.py config $(BOOK_CONFIG)
+	$(JB) build . --config $(BOOK_CONFIG) -n -W --keep-going
 	@echo "Open _build/html/index.html, or: $(PY) -m http.server -d _build/html 8000"
 
 test: unit nbval  ## run every check: unit tests, nbval, hygiene, book, slides, student edition, browser
 	$(MAKE) --no-print-directory book slides student
 	bash scripts/ensure_chromium.sh
-	$(PY) -m pytest tests -q -m built_site
+	$(PY) -m pytest tests -q -m built_site --ignore=tests/test_pdf.py
 
 unit: $(STAMP)  ## unit and property tests only (fast loop while developing)
 	$(PY) -m pytest tests fisherbook --doctest-modules -n $(JOBS) -q -m "not built_site"
@@ -68,6 +76,27 @@ slides: $(STAMP)  ## build reveal.js decks of every chapter into _build/slides (
 student: $(STAMP)  ## write the student edition (no solutions) to _student/ and check it executes
 	$(PY) scripts/student.py
 	$(PY) -m pytest -p no:cacheprovider --nbval-lax --nbval-cell-timeout=300 -n $(JOBS) --dist loadfile -q _student/book
+
+pdf: $(STAMP)  ## print the whole book to _build/pdf/fisherbook.pdf (single-page HTML in Chromium)
+	$(PY) scripts/repository.py config --pdf $(BUILD)/config-pdf/_config.yml
+	$(JB) build . --config $(BUILD)/config-pdf/_config.yml --builder singlehtml --keep-going
+	bash scripts/ensure_chromium.sh
+	bash scripts/ensure_pdf_tools.sh
+	$(PY) scripts/pdf.py
+
+pdf-test: pdf  ## build the PDF and check it (chapters, maths typeset, figures, page references)
+	$(PY) -m pytest tests/test_pdf.py -q
+
+linkcheck: $(STAMP)  ## check the book's external links and the bibliography's DOIs (network; weekly workflow)
+	$(PY) scripts/repository.py config $(BOOK_CONFIG)
+	$(JB) build . --config $(BOOK_CONFIG) --builder linkcheck
+	$(PY) scripts/check_dois.py
+
+release: $(STAMP)  ## collect the release assets (PDF, student edition, slides, wheel) into _build/release
+	$(PY) scripts/release.py
+
+colab-cell: $(STAMP)  ## insert/refresh each chapter's Colab install cell (scripts/colab_cell.py)
+	$(PY) scripts/colab_cell.py
 
 bench: $(STAMP)  ## run the benchmarks and rewrite their reports in benchmarks/
 	for b in benchmarks/*.py; do $(PY) $$b; done

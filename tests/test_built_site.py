@@ -100,6 +100,44 @@ def test_internal_links_resolve() -> None:
     assert broken == []
 
 
+def test_launch_links_name_this_repository_and_existing_notebooks() -> None:
+    """Every Binder, Colab, repository and issues link is well formed, names the repository the
+    build was configured with (scripts/repository.py) and, for launch links, a notebook that exists."""
+    import sys
+
+    if sys_path_scripts not in sys.path:
+        sys.path.insert(0, sys_path_scripts)
+    import repository
+
+    owner, name = repository.owner_name(repository.url())
+    branch = repository.yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["branch"]
+    slug = rf"{re.escape(owner)}/{re.escape(name)}"
+    binder = re.compile(rf"^https://mybinder\.org/v2/gh/{slug}/{re.escape(branch)}\?urlpath=lab/tree/(?P<path>[\w./-]+\.ipynb)$")
+    colab = re.compile(rf"^https://colab\.research\.google\.com/github/{slug}/blob/{re.escape(branch)}/(?P<path>[\w./-]+\.ipynb)$")
+    repo_links = re.compile(rf"^https://github\.com/{slug}(/issues/new\?title=[^\s]*)?$")
+    bad, launched = [], set()
+    for page in pages():
+        for a in soup(page).find_all("a", href=True):
+            href = a["href"]
+            where = f"{page.relative_to(SITE)}: {href}"
+            if "mybinder.org" in href or "colab.research.google.com" in href:
+                match = binder.match(href) or colab.match(href)
+                if match is None:
+                    bad.append(f"{where} (malformed, or not {owner}/{name}@{branch})")
+                elif not (ROOT / match["path"]).is_file():
+                    bad.append(f"{where} (no notebook {match['path']})")
+                elif match["path"] != str(page.relative_to(SITE).with_suffix(".ipynb")):
+                    bad.append(f"{where} (launches another page's notebook)")
+                else:
+                    launched.add(match["path"])
+            elif re.match(r"^https://github\.com/[^/]+/[^/]+(/issues.*)?$", href) and "sphinx-book-theme" not in href:
+                if a.find_parent(class_="bd-article") is None and not repo_links.match(href):
+                    bad.append(f"{where} (repository button not {owner}/{name})")
+    assert bad == [], bad[:10]
+    chapters = {str(p.relative_to(ROOT)) for p in (ROOT / "book").glob("*.ipynb")}
+    assert launched == chapters, f"chapters without launch links: {sorted(chapters - launched)}"
+
+
 @pytest.fixture(scope="module")
 def server():
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(SITE))
