@@ -183,10 +183,6 @@ class NaturalGradient(torch.optim.Optimizer):
     dense_max : int
         Largest parameter count for which ``solver="auto"`` forms the dense Fisher.
 
-    All hyper-parameters live in ``param_groups`` (and ``defaults``). ``lr`` and ``damping`` are
-    per group; the others are settings of the whole optimiser, one value in every group (a group
-    added with :meth:`add_param_group` that sets another raises).
-
     Raises
     ------
     InvalidArgumentError
@@ -201,6 +197,10 @@ class NaturalGradient(torch.optim.Optimizer):
 
     Notes
     -----
+    All hyper-parameters live in ``param_groups`` (and ``defaults``). ``lr`` and ``damping`` are
+    per group; the others are settings of the whole optimiser, one value in every group (a group
+    added with :meth:`add_param_group` that sets another raises).
+
     ``state_dict()`` holds the step counter and, for the dense solver, the cached dense Fisher,
     so a restored optimiser continues exactly. Other curvature objects are not serialised: after
     :meth:`load_state_dict` the next step recomputes the curvature.

@@ -7,7 +7,7 @@ r"""Fisher information of probability families, and the inference built on it (c
 - :mod:`~fisherbook.stats.simulation`: reproducible sampling, estimator simulation, interval coverage;
 - :mod:`~fisherbook.stats.mle`: maximum likelihood and the sandwich covariance;
 - :mod:`~fisherbook.stats.likelihood_intervals`: Wald, score and likelihood-ratio intervals
-  (:mod:`~fisherbook.stats.inference` re-exports these four for compatibility);
+  (``fisherbook.stats.inference`` re-exports these four for compatibility);
 - :mod:`~fisherbook.stats.intervals`: exact coverage of Binomial and Poisson intervals.
 
 Every name is re-exported at the top level (``fb.fisher_information``).

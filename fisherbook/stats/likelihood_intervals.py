@@ -37,7 +37,7 @@ def wald_interval(
     Parameters
     ----------
     result : MLEResult
-        A fit from :func:`mle`.
+        A fit from :func:`~fisherbook.stats.mle.mle`.
     param : str, optional
         The parameter; required when more than one was estimated.
     level : float
@@ -245,7 +245,7 @@ def lr_interval(
     Parameters
     ----------
     family : torch.distributions class or callable
-        As in :func:`mle`.
+        As in :func:`~fisherbook.stats.mle.mle`.
     x : Tensor
         Data, shape ``(*batch, n)``.
     param : str
@@ -257,7 +257,7 @@ def lr_interval(
     level : float
         Confidence level in (0, 1).
     constraints : mapping, optional
-        Constraint of ``param`` for a callable family (default real), as in :func:`mle`.
+        Constraint of ``param`` for a callable family (default real), as in :func:`~fisherbook.stats.mle.mle`.
 
     Returns
     -------
