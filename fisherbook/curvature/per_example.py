@@ -6,12 +6,16 @@ Two engines produce the same objects.
 Jacobians :math:`J_n` by ``torch.func.vmap(jacrev(...))`` over chunks of examples, turned into
 *pseudo-gradients* :math:`g_{nc} = J_n^\top S_{n,:,c}` (one per example and factor column).
 
-*Structured* (every parameter belongs to an ``nn.Linear`` called once on 2-D input): one forward
+*Structured* (every parameter belongs to an ``nn.Linear`` called once on 2-D input or an
+``nn.Conv2d`` with ``groups=1`` called once on 4-D input): one forward
 pass records each layer's input :math:`a_n` (with a ones-column appended when the layer has a bias,
 :math:`\bar a_n`), and one batched backward pass pushes all :math:`C` factor columns back to each
 layer's output at once (``torch.autograd.grad(..., is_grads_batched=True)``), giving
 :math:`b_{nc} = (\partial f_n / \partial z_n)^\top S_{n,:,c}`. The pseudo-gradient of the layer's
 weight and bias is then :math:`b_{nc} \bar a_n^\top`, with no Python loop over examples or classes.
+An ``nn.Conv2d`` weight acts as a matrix on the unfolded input patches :math:`\bar a_{n,t}` at its
+:math:`T` output positions (im2col), and its pseudo-gradient is
+:math:`\sum_t b_{nc,t} \bar a_{n,t}^\top`.
 """
 
 from __future__ import annotations
@@ -22,12 +26,13 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, jacrev, vmap
 
+from ..errors import ArgumentTypeError, ShapeError, UnsupportedError
 from .likelihoods import Likelihood
 
 __all__ = ["ParamLayout", "LinearStats", "model_outputs", "generic_pseudo_grads", "linear_layout", "linear_stats",
            "per_example_grads", "SUPPORTED_LAYERS"]
 
-SUPPORTED_LAYERS = ("nn.Linear",)
+SUPPORTED_LAYERS = ("nn.Linear", "nn.Conv2d (groups=1, zero or numeric padding)")
 KFAC_LAYERS = ("nn.Linear", "nn.Conv2d (groups=1, zero or numeric padding)")
 _CHUNK_ELEMENTS = 2**23  # per-chunk budget for (examples x columns x parameters) tensors
 
@@ -47,7 +52,7 @@ class ParamLayout:
     def from_model(cls, model: nn.Module) -> ParamLayout:
         named = list(model.named_parameters())
         if not named:
-            raise ValueError("model has no parameters: there is no Fisher matrix to compute")
+            raise UnsupportedError("model has no parameters: there is no Fisher matrix to compute")
         names = [n for n, _ in named]
         shapes = [p.shape for _, p in named]
         offsets, total = [], 0
@@ -57,29 +62,36 @@ class ParamLayout:
         dtypes = {p.dtype for _, p in named}
         devices = {p.device for _, p in named}
         if len(dtypes) != 1 or len(devices) != 1:
-            raise TypeError(f"all model parameters must share one dtype and device, got {dtypes} and {devices}")
+            raise ArgumentTypeError(f"all model parameters must share one dtype and device, got {dtypes} and {devices}")
         dtype = dtypes.pop()
         if not dtype.is_floating_point:
-            raise TypeError(f"model parameters must be floating point, got {dtype}")
+            raise ArgumentTypeError(f"model parameters must be floating point, got {dtype}")
         return cls(names, shapes, offsets, total, dtype, devices.pop())
 
     def unflatten(self, vec: Tensor) -> list[Tensor]:
         """Split a flat vector (last dimension ``numel``) into tensors shaped like the parameters."""
         if not isinstance(vec, Tensor):
-            raise TypeError(f"vec must be a torch.Tensor, got {type(vec).__name__}")
+            raise ArgumentTypeError(f"vec must be a torch.Tensor, got {type(vec).__name__}")
         if vec.shape[-1:] != (self.numel,):
-            raise ValueError(f"vec must have last dimension {self.numel} (the number of parameters), "
+            raise ShapeError(f"vec must have last dimension {self.numel} (the number of parameters), "
                              f"got shape {tuple(vec.shape)}")
         lead = vec.shape[:-1]
         return [vec[..., o:o + s.numel()].reshape(*lead, *s) for o, s in zip(self.offsets, self.shapes)]
 
 
-def prepare_inputs(inputs: Tensor, layout: ParamLayout) -> Tensor:
-    """Check ``inputs`` and move floating-point inputs to the model's dtype and device."""
+def prepare_inputs(inputs: Tensor, layout: ParamLayout, name: str = "inputs") -> Tensor:
+    """Check ``inputs`` (a non-empty, finite tensor) and move floating-point inputs to the model's
+    dtype and device; ``name`` is the argument named in error messages."""
     if not isinstance(inputs, Tensor):
-        raise TypeError(f"inputs must be a torch.Tensor with examples along dim 0, got {type(inputs).__name__}")
+        raise ArgumentTypeError(f"{name} must be a torch.Tensor with examples along dim 0, got {type(inputs).__name__}")
     if inputs.dim() == 0 or inputs.shape[0] == 0:
-        raise ValueError(f"inputs must have at least one example along dim 0, got shape {tuple(inputs.shape)}")
+        raise ShapeError(f"{name} must have at least one example along dim 0, got shape {tuple(inputs.shape)}")
+    if inputs.is_floating_point() or inputs.is_complex():
+        bad = ~torch.isfinite(inputs)
+        if bool(bad.any()):
+            from ..errors import NonFiniteError
+
+            raise NonFiniteError(f"{name} must be finite; it has {int(bad.sum())} NaN or infinite entries")
     if inputs.is_floating_point():
         return inputs.to(device=layout.device, dtype=layout.dtype)
     return inputs.to(device=layout.device)
@@ -87,7 +99,7 @@ def prepare_inputs(inputs: Tensor, layout: ParamLayout) -> Tensor:
 
 def _as_2d(out: Tensor, n: int) -> Tensor:
     if out.dim() == 0 or out.shape[0] != n:
-        raise ValueError(f"model output must have the {n} examples along dim 0, got shape {tuple(out.shape)}")
+        raise ShapeError(f"model output must have the {n} examples along dim 0, got shape {tuple(out.shape)}")
     return out.reshape(n, -1)
 
 
@@ -162,8 +174,8 @@ def _conv_ok(module: nn.Module) -> bool:
 
 def linear_layout(model: nn.Module, layout: ParamLayout, representation: str | None = None,
                   allow_conv: bool = False) -> list[LinearLayer]:
-    """The model's nn.Linear (and with ``allow_conv`` nn.Conv2d) layers, or ValueError if some
-    parameter lives elsewhere.
+    """The model's nn.Linear (and with ``allow_conv`` nn.Conv2d) layers, or
+    :class:`~fisherbook.errors.UnsupportedError` if some parameter lives elsewhere.
 
     ``representation`` is named in the error message (``None``: return ``None`` instead of raising).
     """
@@ -192,7 +204,7 @@ def linear_layout(model: nn.Module, layout: ParamLayout, representation: str | N
     if offending:
         if representation is None:
             return None  # type: ignore[return-value]
-        raise ValueError(
+        raise UnsupportedError(
             f"representation={representation!r} supports models whose parameters all belong to "
             f"{', '.join(KFAC_LAYERS if allow_conv else SUPPORTED_LAYERS)} layers (each called once per "
             f"forward pass); unsupported: "
@@ -201,7 +213,7 @@ def linear_layout(model: nn.Module, layout: ParamLayout, representation: str | N
     return layers
 
 
-class UnstructuredError(ValueError):
+class UnstructuredError(UnsupportedError):
     """The model does not fit the structured nn.Linear path (a layer reused, or non-2-D layer input)."""
 
 
@@ -252,7 +264,7 @@ def linear_stats(model: nn.Module, inputs: Tensor, layers: list[LinearLayer], fa
                 "'block_diagonal' or 'matrix_free'.")
         a, z = rec[0]
         if not z.requires_grad:
-            raise ValueError(f"output of {layer.module} does not depend on the parameters through autograd")
+            raise UnsupportedError(f"output of {layer.module} does not depend on the parameters through autograd")
         if layer.is_conv:
             m = layer.module
             if a.dim() != 4 or a.shape[0] != n:
@@ -290,13 +302,21 @@ def linear_stats(model: nn.Module, inputs: Tensor, layers: list[LinearLayer], fa
     return LinearStats(layers, acts, bs, n)
 
 
+def layer_grads(layer: LinearLayer, a: Tensor, b: Tensor) -> Tensor:
+    r"""Pseudo-gradients of one layer's augmented weight, ``(n, C, O, I)``: :math:`b_{nc} \bar a_n^\top`
+    for nn.Linear, :math:`\sum_t b_{nc,t} \bar a_{n,t}^\top` for nn.Conv2d."""
+    if layer.is_conv:
+        return torch.einsum("cnto,nti->ncoi", b, a)
+    return torch.einsum("cno,ni->ncoi", b, a)
+
+
 def structured_pseudo_grads(stats: LinearStats, layout: ParamLayout, chunk_per_example: int | None = None):
     r"""Yield chunks of pseudo-gradients ``(n, C, P)`` assembled from :math:`b_{nc} \bar a_n^\top`."""
     c = stats.b[0].shape[0]
     for sl in _chunks(stats.n, c * layout.numel):
         pieces: list[Tensor | None] = [None] * len(layout.names)
         for layer, a, b in zip(stats.layers, stats.a, stats.b):
-            g = torch.einsum("cno,ni->ncoi", b[:, sl], a[sl])  # (n, C, O, I)
+            g = layer_grads(layer, a[sl], b[:, sl])  # (n, C, O, I)
             if layer.bias_index is None:
                 pieces[layer.weight_index] = g.reshape(g.shape[0], c, -1)
             else:
@@ -341,13 +361,13 @@ def per_example_grads(model: nn.Module, inputs: Tensor, targets: Tensor, likelih
 
     lik = get_likelihood(likelihood, sigma)
     if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        raise ArgumentTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     layout = ParamLayout.from_model(model)
     x = prepare_inputs(inputs, layout)
     def factors_fn(f):
         return lik.output_factors(f, "empirical", targets)
 
-    layers = linear_layout(model, layout, None)
+    layers = linear_layout(model, layout, None, allow_conv=True)
     stats = None
     if layers is not None:
         try:
