@@ -334,7 +334,7 @@ def _check_outputs(f: Tensor) -> None:
 _SHAPE_WORDS = ("shape", "size", "dimension", "must match", "expected")
 
 
-def _shape_errors(x: Tensor):
+def _shape_errors(x: Tensor, name: str = "inputs"):
     """Decorator: torch's shape RuntimeErrors from running the model become a ShapeError naming ``inputs``."""
 
     def wrap(fn):
@@ -345,7 +345,7 @@ def _shape_errors(x: Tensor):
                 text = str(err).splitlines()[0] if str(err) else type(err).__name__
                 if isinstance(err, FisherbookError) or not any(w in text.lower() for w in _SHAPE_WORDS):
                     raise
-                raise ShapeError(f"inputs of shape {tuple(x.shape)} do not fit the model: {text}") from err
+                raise ShapeError(f"{name} of shape {tuple(x.shape)} do not fit the model: {text}") from err
         return run
 
     return wrap
@@ -503,8 +503,9 @@ def fisher(
 
     def batches(gen: torch.Generator | None):
         for index, (xb, yb) in enumerate(source):
-            xb = prepare_inputs(xb, layout, name=f"batch {index} of inputs")
-            yield _BatchEngine(engine_for(xb, yb, gen), xb), xb.shape[0]
+            name = f"batch {index} of inputs"
+            xb = prepare_inputs(xb, layout, name=name)
+            yield _BatchEngine(engine_for(xb, yb, gen), xb, name), xb.shape[0]
 
     if representation != "matrix_free":
         return _accumulate(batches(generator), representation, layout, layers)
@@ -518,9 +519,9 @@ def fisher(
 class _BatchEngine:
     """An engine whose torch shape errors name the batch's inputs."""
 
-    def __init__(self, engine: _Engine, x: Tensor) -> None:
+    def __init__(self, engine: _Engine, x: Tensor, name: str) -> None:
         self._engine = engine
-        self._wrap = _shape_errors(x)
+        self._wrap = _shape_errors(x, name)
 
     def __getattr__(self, name: str):
         attr = getattr(self._engine, name)
