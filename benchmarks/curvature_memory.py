@@ -67,7 +67,7 @@ def main() -> None:
     for rep in ("kfac", "diagonal"):
         one_peak, one_s, one = peak_bytes(lambda rep=rep: fb.curvature.fisher(model, X, representation=rep))
         st_peak, st_s, st = peak_bytes(lambda rep=rep: fb.curvature.fisher(model, loader, representation=rep))
-        err = max(float(((a - b).abs().max() / a.abs().max())) for a, b in zip(as_tensors(one, rep),
+        err = max(float((a - b).abs().max() / a.abs().max()) for a, b in zip(as_tensors(one, rep),
                                                                                as_tensors(st, rep)))
         rows.append((rep, one_peak, st_peak, one_s, st_s, err))
         print(rep, one_peak / 2**20, st_peak / 2**20, one_s, st_s, err, flush=True)

@@ -3,7 +3,8 @@ r"""``fisher``: the Fisher information matrix of a torch model in a chosen repre
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 import torch
 import torch.autograd.forward_ad as fwAD
@@ -22,6 +23,8 @@ from .batches import as_batches
 from .checks import check_model
 from .likelihoods import KINDS, LIKELIHOODS, Likelihood, get_likelihood
 from .per_example import (
+    LinearLayer,
+    LinearStats,
     ParamLayout,
     UnstructuredError,
     _chunks,
@@ -38,10 +41,12 @@ from .representations import KFAC, BlockDiagonal, CurvatureMatrix, Dense, Diagon
 
 __all__ = ["fisher", "REPRESENTATIONS"]
 
+T = TypeVar("T")
+
 REPRESENTATIONS = ("dense", "diagonal", "block_diagonal", "kfac", "matrix_free")
 
 
-def _check_args(model, likelihood, kind, representation, n_samples, generator):
+def _check_args(model: Any, likelihood: Any, kind: Any, representation: Any, n_samples: Any, generator: Any) -> None:
     if not isinstance(model, nn.Module):
         raise ArgumentTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not isinstance(likelihood, (str, Likelihood)):
@@ -65,13 +70,14 @@ class _Engine:
     batches' sums and divides once by the total number of examples.
     """
 
-    def __init__(self, model: nn.Module, x: Tensor, layout: ParamLayout, factors_fn, layers, strict: bool,
-                 true_vp=None):
+    def __init__(self, model: nn.Module, x: Tensor, layout: ParamLayout, factors_fn: Callable[[Tensor], Tensor],
+                 layers: list[LinearLayer] | None, strict: bool,
+                 true_vp: Callable[[Tensor, Tensor], Tensor] | None = None) -> None:
         self.model, self.x, self.layout = model, x, layout
         self.n = x.shape[0]
         self._factors_fn = factors_fn
         self.factors: Tensor | None = None
-        self.stats = None
+        self.stats: LinearStats | None = None
         self.layers = layers
         self._strict = strict
         self._aug_index: list[Tensor] | None = None
@@ -101,11 +107,14 @@ class _Engine:
                 self.layers = None
         return self.layers is not None
 
-    def linear(self):
+    def linear(self) -> LinearStats:
+        """The layer statistics (only on the structured path)."""
         self.structured()
+        if self.stats is None:  # pragma: no cover - callers check structured() first
+            raise UnstructuredError("the model has no structured layer statistics")
         return self.stats
 
-    def chunks(self):
+    def chunks(self) -> Iterator[Tensor]:
         if self.structured():
             return structured_pseudo_grads(self.linear(), self.layout)
         factors = self._fixed(model_outputs(self.model, self.x))
@@ -118,7 +127,7 @@ class _Engine:
         of size (I_i I_j) x N x (O_i O_j), a factor C cheaper than forming the per-example
         pseudo-gradients.
         """
-        st = self.stats
+        st = self.linear()
         ai, aj, bi, bj = st.a[i], st.a[j], st.b[i], st.b[j]
         ii, ij, oi, oj = ai.shape[1], aj.shape[1], bi.shape[2], bj.shape[2]
         out = torch.zeros(ii * ij, oi * oj, dtype=ai.dtype, device=ai.device)
@@ -130,11 +139,11 @@ class _Engine:
         return out.reshape(ii, ij, oi, oj).permute(2, 0, 3, 1).reshape(oi * ii, oj * ij)
 
     def _use_pairs(self) -> bool:
-        return (self.structured() and self.stats.b[0].shape[0] > 1
-                and not any(layer.is_conv for layer in self.stats.layers))
+        return (self.structured() and self.linear().b[0].shape[0] > 1
+                and not any(layer.is_conv for layer in self.linear().layers))
 
     def pair_index(self) -> list[Tensor]:
-        return [_kfac_index(layer, self.layout) for layer in self.layers]
+        return [_kfac_index(layer, self.layout) for layer in self.linear().layers]
 
     def dense_sum(self) -> Tensor:
         p = self.layout.numel
@@ -211,7 +220,7 @@ class _Engine:
 
     def _structured_mv(self, v: Tensor) -> Tensor:
         r""":math:`\sum_{nc} g_{nc} g_{nc}^\top v` from cached layer statistics (no new passes)."""
-        st, k = self.stats, v.shape[1]
+        st, k = self.linear(), v.shape[1]
         if self._aug_index is None:
             self._aug_index = [i.to(self.layout.device) for i in self.pair_index()]
         vt = v.T  # (k, P)
@@ -334,11 +343,11 @@ def _check_outputs(f: Tensor) -> None:
 _SHAPE_WORDS = ("shape", "size", "dimension", "must match", "expected")
 
 
-def _shape_errors(x: Tensor, name: str = "inputs"):
+def _shape_errors(x: Tensor, name: str = "inputs") -> Callable[[Callable[..., T]], Callable[..., T]]:
     """Decorator: torch's shape RuntimeErrors from running the model become a ShapeError naming ``inputs``."""
 
-    def wrap(fn):
-        def run(*args, **kwargs):
+    def wrap(fn: Callable[..., T]) -> Callable[..., T]:
+        def run(*args: Any, **kwargs: Any) -> T:
             try:
                 return fn(*args, **kwargs)
             except RuntimeError as err:
@@ -501,7 +510,7 @@ def fisher(
 
     source = as_batches(inputs, targets, store=representation == "matrix_free", progress=progress)
 
-    def batches(gen: torch.Generator | None):
+    def batches(gen: torch.Generator | None) -> Iterator[tuple[Any, int]]:
         for index, (xb, yb) in enumerate(source):
             name = f"batch {index} of inputs"
             xb = prepare_inputs(xb, layout, name=name)
@@ -523,12 +532,13 @@ class _BatchEngine:
         self._engine = engine
         self._wrap = _shape_errors(x, name)
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         attr = getattr(self._engine, name)
         return self._wrap(attr) if callable(attr) else attr
 
 
-def _accumulate(engines, representation: str, layout: ParamLayout, layers) -> CurvatureMatrix:
+def _accumulate(engines: Iterable[tuple[Any, int]], representation: str, layout: ParamLayout,
+                layers: list[LinearLayer] | None) -> CurvatureMatrix:
     """Add each batch's sums, then divide once by the total number of examples."""
     total = 0
     acc: Any = None
@@ -553,7 +563,7 @@ def _accumulate(engines, representation: str, layout: ParamLayout, layers) -> Cu
         return Diagonal(acc / total, layout)
     if representation == "block_diagonal":
         return BlockDiagonal([b / total for b in acc], index, layout)  # type: ignore[arg-type]  # set with acc
-    return KFAC([(a / total, g / (total * t)) for a, g, t in acc], layers, layout)
+    return KFAC([(a / total, g / (total * t)) for a, g, t in acc], layers, layout)  # type: ignore[arg-type]  # kfac always has layers
 
 
 def _add(acc: Any, part: Any) -> Any:
@@ -564,7 +574,8 @@ def _add(acc: Any, part: Any) -> Any:
     return [(a.add_(pa), g.add_(pg), t) for (a, g, t), (pa, pg, _) in zip(acc, part)]  # kfac
 
 
-def _streamed_matrix_free(batches, kind: str, generator: torch.Generator | None, layout: ParamLayout) -> MatrixFree:
+def _streamed_matrix_free(batches: Callable[[torch.Generator | None], Iterator[tuple[Any, int]]], kind: str,
+                          generator: torch.Generator | None, layout: ParamLayout) -> MatrixFree:
     """Matrix-free products that stream over the batches once per product (nothing but the batch
     source is stored). ``kind="mc"`` replays one generator state on every pass, so every product,
     ``diag`` and ``to_dense`` see the same sampled targets."""
@@ -584,12 +595,15 @@ def _streamed_matrix_free(batches, kind: str, generator: torch.Generator | None,
         g.set_state(state)
         return g
 
-    def reduce(per_batch):
-        total, acc = 0, None
+    def reduce(per_batch: Callable[[Any], Tensor]) -> Tensor:
+        total = 0
+        acc: Tensor | None = None
         for engine, n in batches(fresh()):
             total += n
             part = per_batch(engine)
             acc = part if acc is None else acc.add_(part)
+        if acc is None:  # pragma: no cover - Batches raises on an empty source
+            raise ShapeError("inputs yielded no batches")
         return acc / total
 
     return MatrixFree(lambda v: reduce(lambda e: e.mv_sum(v)), lambda: reduce(lambda e: e.dense_sum()),

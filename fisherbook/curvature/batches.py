@@ -69,7 +69,7 @@ class Batches:
         raw = self._raw()
         self._passes += 1
         if self.progress:
-            from tqdm.auto import tqdm
+            from tqdm.auto import tqdm  # type: ignore[import-untyped]  # tqdm ships no type information
 
             try:
                 total: int | None = len(self)
@@ -106,7 +106,8 @@ def _split(batch: Any, index: int) -> tuple[Tensor, Tensor | None]:
 def _is_shuffled(data: Any) -> bool:
     loader = torch.utils.data.DataLoader
     if isinstance(data, loader):
-        sampler = data.batch_sampler.sampler if data.batch_sampler is not None else data.sampler
+        batch_sampler: Any = data.batch_sampler
+        sampler = batch_sampler.sampler if batch_sampler is not None else data.sampler
         return isinstance(sampler, torch.utils.data.RandomSampler)
     return False
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -51,13 +52,16 @@ class Sum(CurvatureMatrix):
     def __init__(self, terms: Sequence[CurvatureMatrix]) -> None:
         flat: list[CurvatureMatrix] = []
         for t in terms:
-            flat.extend(t.terms if isinstance(t, Sum) else [t])
+            if isinstance(t, Sum):
+                flat.extend(t.terms)
+            else:
+                flat.append(t)
         if not flat:
             raise InvalidArgumentError("Sum needs at least one term")
         super().__init__(flat[0].layout)
         for t in flat[1:]:
             self._check_same_shape(t)
-        self.terms = flat
+        self.terms: list[CurvatureMatrix] = flat
 
     def _mv(self, v: Tensor) -> Tensor:
         out = self.terms[0]._mv(v)
@@ -104,9 +108,10 @@ class Scaled(CurvatureMatrix):
     def __init__(self, base: CurvatureMatrix, c: float) -> None:
         super().__init__(base.layout)
         if isinstance(base, Scaled):
-            base, c = base.base, c * base.c
-        self.base = base
-        self.c = float(c)
+            c = c * base.c
+            base = base.base
+        self.base: CurvatureMatrix = base
+        self.c: float = float(c)
 
     def _mv(self, v: Tensor) -> Tensor:
         return self.c * self.base._mv(v)
@@ -128,7 +133,7 @@ class Scaled(CurvatureMatrix):
             raise UnsupportedError(f"{what} of a negative multiple (c={self.c}) of a curvature matrix is not "
                                    "supported: the matrix is negative semi-definite")
 
-    def solve(self, v: Tensor, damping: float = 0.0, **options) -> Tensor:
+    def solve(self, v: Tensor, damping: float = 0.0, **options: Any) -> Tensor:
         r"""Solve :math:`(cF + \lambda I) x = v` through ``F.solve(v, damping=λ/c, **options) / c`` (:math:`c > 0`)."""
         lam = _check_damping(damping)
         self._positive("solve")
@@ -139,7 +144,7 @@ class Scaled(CurvatureMatrix):
             return v2[:, 0] / lam if flat else v2 / lam
         return self.base.solve(v, damping=lam / self.c, **options) / self.c
 
-    def inverse(self, damping: float = 0.0, **options) -> CurvatureMatrix:
+    def inverse(self, damping: float = 0.0, **options: Any) -> CurvatureMatrix:
         lam = _check_damping(damping)
         self._positive("inverse")
         if self.c == 0.0:
@@ -171,7 +176,7 @@ class Inverse(CurvatureMatrix):
     """
 
     def __init__(self, base: CurvatureMatrix, damping: float, *, diag_fn: Callable[[], Tensor] | None = None,
-                 logdet: Tensor | None = None, **options) -> None:
+                 logdet: Tensor | None = None, **options: Any) -> None:
         super().__init__(base.layout)
         self.base = base
         self.damping = _check_damping(damping)

@@ -20,6 +20,7 @@ An ``nn.Conv2d`` weight acts as a matrix on the unfolded input patches :math:`\b
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -109,13 +110,13 @@ def model_outputs(model: nn.Module, inputs: Tensor) -> Tensor:
         return _as_2d(model(inputs), inputs.shape[0])
 
 
-def _chunks(n: int, per_example: int):
+def _chunks(n: int, per_example: int) -> Iterator[slice]:
     size = max(1, _CHUNK_ELEMENTS // max(1, per_example))
     for start in range(0, n, size):
         yield slice(start, min(n, start + size))
 
 
-def generic_pseudo_grads(model: nn.Module, inputs: Tensor, factors: Tensor, layout: ParamLayout):
+def generic_pseudo_grads(model: nn.Module, inputs: Tensor, factors: Tensor, layout: ParamLayout) -> Iterator[Tensor]:
     r"""Yield chunks of pseudo-gradients :math:`g_{nc} = J_n^\top S_{n,:,c}`, shape ``(n, C, P)``.
 
     Uses ``torch.func``: ``vmap`` over examples of ``jacrev`` of the single-example output.
@@ -233,7 +234,8 @@ class LinearStats:
     n: int
 
 
-def linear_stats(model: nn.Module, inputs: Tensor, layers: list[LinearLayer], factors_fn) -> LinearStats:
+def linear_stats(model: nn.Module, inputs: Tensor, layers: list[LinearLayer],
+                 factors_fn: Callable[[Tensor], Tensor]) -> LinearStats:
     """One forward pass with hooks and one batched backward pass (all factor columns at once).
 
     ``factors_fn`` maps the detached outputs ``(N, K)`` to output factors ``(N, K, C)``.
@@ -267,11 +269,13 @@ def linear_stats(model: nn.Module, inputs: Tensor, layers: list[LinearLayer], fa
             raise UnsupportedError(f"output of {layer.module} does not depend on the parameters through autograd")
         if layer.is_conv:
             m = layer.module
+            assert isinstance(m, nn.Conv2d)  # is_conv
             if a.dim() != 4 or a.shape[0] != n:
                 raise UnstructuredError(f"nn.Conv2d layer {m} received input of shape {tuple(a.shape)}; KFAC needs "
                                         f"({n}, channels, height, width). Use representation='dense', 'diagonal', "
                                         "'block_diagonal' or 'matrix_free'.")
-            a = torch.nn.functional.unfold(a.detach(), m.kernel_size, dilation=m.dilation, padding=m.padding,
+            a = torch.nn.functional.unfold(a.detach(), m.kernel_size, dilation=m.dilation,
+                                           padding=m.padding,  # type: ignore[arg-type]  # _conv_ok excludes str
                                            stride=m.stride).transpose(1, 2)  # (N, T, I*kh*kw)
             if layer.bias_index is not None:
                 a = torch.cat([a, a.new_ones(*a.shape[:2], 1)], dim=2)
@@ -290,13 +294,15 @@ def linear_stats(model: nn.Module, inputs: Tensor, layers: list[LinearLayer], fa
         zs.append(z)
     factors = factors_fn(out.detach())  # (N, K, C)
     cot = factors.permute(2, 0, 1)  # (C, N, K)
+    raw: list[Tensor | None]
     if cot.shape[0] == 1:
-        bs = torch.autograd.grad(out, zs, grad_outputs=cot[0], allow_unused=True)
-        bs = [None if b is None else b.unsqueeze(0) for b in bs]
+        grads = torch.autograd.grad(out, zs, grad_outputs=cot[0], allow_unused=True)
+        raw = [None if b is None else b.unsqueeze(0) for b in grads]
     else:
-        bs = torch.autograd.grad(out, zs, grad_outputs=cot.contiguous(), is_grads_batched=True, allow_unused=True)
+        raw = list(torch.autograd.grad(out, zs, grad_outputs=cot.contiguous(), is_grads_batched=True,
+                                       allow_unused=True))
     bs = [torch.zeros(cot.shape[0], *z.shape, dtype=out.dtype, device=out.device) if b is None
-          else b.detach() for b, z in zip(bs, zs)]
+          else b.detach() for b, z in zip(raw, zs)]
     # Conv2d: (C, N, O, H', W') -> (C, N, T, O), positions in the order of unfold
     bs = [b.flatten(3).transpose(2, 3) if layer.is_conv else b for b, layer in zip(bs, layers)]
     return LinearStats(layers, acts, bs, n)
@@ -310,7 +316,8 @@ def layer_grads(layer: LinearLayer, a: Tensor, b: Tensor) -> Tensor:
     return torch.einsum("cno,ni->ncoi", b, a)
 
 
-def structured_pseudo_grads(stats: LinearStats, layout: ParamLayout, chunk_per_example: int | None = None):
+def structured_pseudo_grads(stats: LinearStats, layout: ParamLayout,
+                            chunk_per_example: int | None = None) -> Iterator[Tensor]:
     r"""Yield chunks of pseudo-gradients ``(n, C, P)`` assembled from :math:`b_{nc} \bar a_n^\top`."""
     c = stats.b[0].shape[0]
     for sl in _chunks(stats.n, c * layout.numel):

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -514,8 +514,8 @@ class KFAC(CurvatureMatrix):
         return cls(factors, linear_layout(model, layout, "kfac", allow_conv=True), layout)
 
     @property
-    def modules(self) -> list[torch.nn.Linear]:
-        """The ``nn.Linear`` modules, in the order of ``factors``."""
+    def modules(self) -> list[torch.nn.Linear | torch.nn.Conv2d]:
+        """The ``nn.Linear`` / ``nn.Conv2d`` modules, in the order of ``factors``."""
         return [layer.module for layer in self.layers]
 
     def _eigens(self) -> list[tuple[Tensor, Tensor, Tensor, Tensor]]:
@@ -527,7 +527,7 @@ class KFAC(CurvatureMatrix):
                 self._eig.append((ea.clamp_min(0), qa, eg.clamp_min(0), qg))
         return self._eig
 
-    def _blocks_of(self, v: Tensor):
+    def _blocks_of(self, v: Tensor) -> Iterator[tuple[Tensor, Tensor, Tensor, Tensor]]:
         # v: (P, k) -> per layer (k, O, I)
         for (a, g), idx, layer in zip(self.factors, self._index, self.layers):
             yield a, g, idx, v[idx].T.reshape(v.shape[1], layer.out_features, layer.in_features)
@@ -634,7 +634,8 @@ class KFAC(CurvatureMatrix):
                 out[idx] = ((qg.square() @ (1 / d)) @ qa.square().T).reshape(-1)
             return out
 
-        return Inverse(self, lam, diag_fn=diag, logdet=-sum(d.log().sum() for d in denominators))
+        logdet = -torch.stack([d.log().sum() for d in denominators]).sum()
+        return Inverse(self, lam, diag_fn=diag, logdet=logdet)
 
     def logdet(self, damping: float = 0.0) -> Tensor:
         lam = _check_damping(damping)
