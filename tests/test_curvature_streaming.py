@@ -181,6 +181,8 @@ def test_batch_errors_name_the_batch():
         fisher(mlp(), [{"x": X}])
     with pytest.raises(ArgumentTypeError, match="inputs must be"):
         fisher(mlp(), 3.0)
+    with pytest.raises(ArgumentTypeError, match="DataLoader"):
+        fisher(mlp(), TensorDataset(X, y))
     with pytest.raises(ShapeError, match="batch 0 of inputs"):
         fisher(mlp(), [torch.randn(3, 5, dtype=torch.float64)])
 

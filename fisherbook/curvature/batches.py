@@ -117,6 +117,9 @@ def as_batches(inputs: Any, targets: Tensor | None, *, store: bool, progress: bo
     if isinstance(inputs, (str, bytes, dict)) or not isinstance(inputs, Iterable):
         raise ArgumentTypeError("inputs must be a torch.Tensor with examples along dim 0, a DataLoader or an "
                                 f"iterable of batches, got {type(inputs).__name__}")
+    if isinstance(inputs, torch.utils.data.Dataset) and not isinstance(inputs, torch.utils.data.IterableDataset):
+        raise ArgumentTypeError(f"inputs is a {type(inputs).__name__} (a Dataset of single examples); wrap it in "
+                                "torch.utils.data.DataLoader(dataset, batch_size=...) to pass batches")
     if targets is not None:
         raise InvalidArgumentError("targets must be None when inputs is a DataLoader or an iterable of batches; "
                                    "let each batch be an (inputs, targets) pair instead")

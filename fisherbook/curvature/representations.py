@@ -680,6 +680,11 @@ class MatrixFree(CurvatureMatrix):
     ``mv`` costs one forward-mode (``torch.func.jvp``) and one reverse-mode pass over the batch;
     ``solve`` runs conjugate gradient on ``mv``; ``diag``/``to_dense`` are computed exactly on first
     use from the same output factors (so they agree with ``mv`` also for ``kind="mc"``).
+
+    Built from a ``DataLoader`` or an iterable of batches, it stores only that source (a one-shot
+    iterator: the list of its batches) and streams over it on every ``mv``, ``diag`` and
+    ``to_dense``, so memory holds one batch's statistics at a time; ``kind="mc"`` replays the same
+    generator state on every pass.
     """
 
     def __init__(self, mv_fn: Callable[[Tensor], Tensor], dense_fn: Callable[[], Tensor],
