@@ -82,6 +82,7 @@ class _Engine:
         self._strict = strict
         self._aug_index: list[Tensor] | None = None
         self._true_vp = true_vp
+        self._conv_grads: dict[int, Tensor | None] = {}
 
     def output_vp(self, f: Tensor, u: Tensor) -> Tensor:
         r""":math:`\Lambda_n u_n` in output space: closed form for the true Fisher, else :math:`S S^\top u`."""
@@ -218,6 +219,18 @@ class _Engine:
             out.append((af.T @ af, bf.T @ bf, positions))
         return out
 
+    def _conv_grad(self, i: int) -> Tensor | None:
+        r"""Per-example pseudo-gradients :math:`\sum_t b_{nc,t} \bar a_{n,t}^\top` of conv layer ``i``,
+        ``(N C, O I)``, cached for products when no larger than the layer statistics already held
+        (then each product is two GEMMs instead of two passes over the per-position statistics)."""
+        if i not in self._conv_grads:
+            st = self.linear()
+            a, b, layer = st.a[i], st.b[i], st.layers[i]
+            c, n, t, o = b.shape
+            small = c * o * a.shape[-1] <= c * t * o + t * a.shape[-1]
+            self._conv_grads[i] = layer_grads(layer, a, b).reshape(n * c, -1) if small else None
+        return self._conv_grads[i]
+
     def _structured_mv(self, v: Tensor) -> Tensor:
         r""":math:`\sum_{nc} g_{nc} g_{nc}^\top v` from cached layer statistics (no new passes)."""
         st, k = self.linear(), v.shape[1]
@@ -225,18 +238,27 @@ class _Engine:
             self._aug_index = [i.to(self.layout.device) for i in self.pair_index()]
         vt = v.T  # (k, P)
         u = None
-        for layer, idx, a, b in zip(st.layers, self._aug_index, st.a, st.b):
+        n = st.n
+        for i, (layer, idx, a, b) in enumerate(zip(st.layers, self._aug_index, st.a, st.b)):
             vb = vt[:, idx].reshape(k, layer.out_features, layer.in_features)
-            if layer.is_conv:
+            g = self._conv_grad(i) if layer.is_conv else None
+            if g is not None:
+                contrib = (g @ vb.reshape(k, -1).T).reshape(n, -1, k).permute(2, 1, 0)
+            elif layer.is_conv:
                 t = torch.einsum("nti,koi->knto", a, vb)
                 contrib = torch.einsum("knto,cnto->kcn", t, b)
             else:
                 t = torch.einsum("ni,koi->kno", a, vb)  # (k, N, O): layer's contribution to J v
                 contrib = torch.einsum("kno,cno->kcn", t, b)
             u = contrib if u is None else u + contrib  # (k, C, N) = g_nc^T v
+        if u is None:  # pragma: no cover - a structured model has at least one layer
+            raise UnstructuredError("the model has no Linear or Conv2d layer")
         out = torch.empty_like(vt)
-        for layer, idx, a, b in zip(st.layers, self._aug_index, st.a, st.b):
-            if layer.is_conv:
+        for i, (layer, idx, a, b) in enumerate(zip(st.layers, self._aug_index, st.a, st.b)):
+            g = self._conv_grads.get(i) if layer.is_conv else None
+            if g is not None:
+                out[:, idx] = u.permute(0, 2, 1).reshape(k, -1) @ g
+            elif layer.is_conv:
                 w = torch.einsum("kcn,cnto->knto", u, b)
                 out[:, idx] = torch.einsum("knto,nti->koi", w, a).reshape(k, -1)
             else:
