@@ -214,9 +214,12 @@ class _Engine:
         out = []
         for a, b in zip(stats.a, stats.b):
             af = a.reshape(-1, a.shape[-1])
-            bf = b.reshape(-1, b.shape[-1])
-            positions = a.shape[1] if a.dim() == 3 else 1
-            out.append((af.T @ af, bf.T @ bf, positions))
+            if a.dim() == 3:  # conv: b is (C, N, T, O), a transposed view of contiguous (C, N, O, T) storage
+                per = b.transpose(2, 3).reshape(-1, b.shape[3], b.shape[2])  # (C N, O, T) without a copy
+                out.append((af.T @ af, torch.bmm(per, per.transpose(1, 2)).sum(0), a.shape[1]))
+            else:
+                bf = b.reshape(-1, b.shape[-1])
+                out.append((af.T @ af, bf.T @ bf, 1))
         return out
 
     def _conv_grad(self, i: int) -> Tensor | None:
