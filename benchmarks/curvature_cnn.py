@@ -290,8 +290,11 @@ def report(rows, errors, available, out) -> None:
     for (q, m), e in sorted(errors.items()):
         if m != "fisherbook":
             lines.append(f"- {QUANTITIES[q]}, {m}: {e:.1e}")
-    lines += ["", f"Peers available: {', '.join(peers_on) or 'none'}. torch {torch.__version__}, "
-              f"{platform.machine()}, {torch.get_num_threads()} threads, one run on a shared 2-core machine."]
+    lines += ["", "BackPACK's K-FAC for the Conv2d layer (its `KFLR` extension) is a different factorisation from "
+              "the KFC one fisherbook and curvlinops compute (A summed over positions, G averaged), hence its "
+              "large difference after the scale fix; the Linear layer's factors agree.",
+              "", f"Peers available: {', '.join(peers_on) or 'none'}. torch {torch.__version__}, "
+              f"{platform.machine()}, {torch.get_num_threads()} thread(s), one run on a shared 2-core machine."]
     text = "\n".join(lines) + "\n"
     print(text)
     if out:
