@@ -423,7 +423,7 @@ def fisher(
         ``"block_diagonal"`` and ``"matrix_free"``; ``"kfac"`` needs every parameter in an
         ``nn.Linear`` or ``nn.Conv2d`` (``groups=1``) layer. Linear stacks also take a fast
         structured path for the others.
-    inputs : Tensor, DataLoader or iterable of batches
+    inputs : Tensor, torch.utils.data.DataLoader or iterable of batches
         Examples along dim 0 (one tensor), or a ``torch.utils.data.DataLoader`` or any iterable
         of batches, each an input tensor or an ``(inputs, targets)`` pair (further elements are
         ignored). Batches are streamed: the result is the exact mean over all examples (each

@@ -150,11 +150,11 @@ class CurvatureMatrix:
 
     @property
     def T(self) -> CurvatureMatrix:  # noqa: N802 - the numpy / scipy name
-        """The transpose: the matrix itself (every representation is symmetric)."""
+        """The matrix itself, which is its own transpose (every representation is symmetric)."""
         return self
 
     def adjoint(self) -> CurvatureMatrix:
-        """The adjoint (conjugate transpose): the matrix itself."""
+        """The matrix itself, which is its own adjoint (conjugate transpose)."""
         return self
 
     def __add__(self, other: Any) -> CurvatureMatrix:
