@@ -31,12 +31,28 @@ Examples
 
 from __future__ import annotations
 
+# spectrum tools (chapter 9): reachable as fb.curvature.lanczos etc.; left out of __all__ so the API
+# page documents them once, in fisherbook.curvature.spectrum
+from . import spectrum  # noqa: F401
 from .api import REPRESENTATIONS, fisher
 from .checks import check_model
 from .likelihoods import KINDS, LIKELIHOODS, Bernoulli, Categorical, Gaussian, Likelihood
 from .operators import Inverse, Scaled, Sum
 from .per_example import UnstructuredError, per_example_grads
 from .representations import KFAC, BlockDiagonal, CurvatureMatrix, Dense, Diagonal, MatrixFree
+from .spectrum import (  # noqa: F401
+    Eigenpairs,
+    Lanczos,
+    Operator,
+    SpectralDensity,
+    TraceEstimate,
+    as_linear_operator,
+    as_operator,
+    hutchinson_trace,
+    lanczos,
+    spectral_density,
+    top_eigenpairs,
+)
 
 __all__ = [
     "fisher",
