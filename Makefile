@@ -54,14 +54,14 @@ test: unit nbval  ## run every check: unit tests, nbval, hygiene, book, slides, 
 	bash scripts/ensure_chromium.sh
 	$(PY) -m pytest tests -q -m built_site --ignore=tests/test_pdf.py
 
-unit: $(STAMP)  ## unit and property tests only (fast loop while developing)
+unit: lint  ## lint and types, then unit and property tests and doctests
 	$(PY) -m pytest tests fisherbook --doctest-modules -n $(JOBS) -q -m "not built_site"
 
 quick: $(STAMP)  ## the unit tests not marked slow (the fast loop while developing)
 	$(PY) -m pytest tests fisherbook --doctest-modules -n $(JOBS) -q -m "not built_site and not slow"
 
 lint: $(STAMP)  ## ruff (style, imports, bugs) and mypy (types) over the package
-	$(VENV)/bin/ruff check fisherbook tests benchmarks scripts
+	$(VENV)/bin/ruff check fisherbook tests benchmarks scripts $(wildcard examples)
 	$(VENV)/bin/mypy
 
 nbval: $(STAMP)  ## re-execute every toc notebook and compare with its stored outputs

@@ -33,8 +33,8 @@ from pathlib import Path
 import torch
 
 import fisherbook as fb
-from fisherbook.optim import KFAC
 from fisherbook.experiments.kfac import TrainHistory, iterations_to, make_optimizer, mlp
+from fisherbook.optim import KFAC
 
 ROOT = Path(__file__).resolve().parent.parent
 AE = (64, 128, 64, 32, 8, 32, 64, 128, 64)
@@ -114,7 +114,7 @@ def step_times(X, configs: dict, steps: int, rounds: int = 5) -> dict:
             opt.step()
         state[label] = (model, opt, [])
     for _ in range(rounds):
-        for label, (model, opt, times) in state.items():
+        for model, opt, times in state.values():
             t0 = time.perf_counter()
             for _ in range(steps):
                 opt.zero_grad()
