@@ -13,12 +13,14 @@ needed.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
+
+from ._validate import check_finite, check_int, check_real
+from .errors import ArgumentTypeError, InvalidArgumentError, ShapeError
 
 __all__ = ["CGResult", "conjugate_gradient"]
 
@@ -78,12 +80,15 @@ def conjugate_gradient(
 
     Raises
     ------
-    ValueError
-        If ``b`` is not 1-D, ``damping`` is negative or misshapen, ``max_iter`` is negative,
-        ``tol`` is negative, ``x0``'s shape differs from ``b``'s, or ``mv`` returns a tensor of
-        the wrong shape.
-    TypeError
-        If ``b`` is not a floating-point tensor.
+    ShapeError
+        If ``b`` is not 1-D, ``damping`` or ``x0`` is not shaped like ``b``, or ``mv`` returns a
+        tensor of the wrong shape.
+    NonFiniteError
+        If ``b``, ``damping`` or ``x0`` holds NaN or infinite values.
+    InvalidArgumentError
+        If ``damping``, ``max_iter`` or ``tol`` is negative.
+    ArgumentTypeError
+        If ``b`` is not a floating-point tensor, or a number is given as another type.
 
     Examples
     --------
@@ -97,31 +102,31 @@ def conjugate_gradient(
     True
     """
     if not isinstance(b, Tensor) or not b.is_floating_point():
-        raise TypeError(f"b must be a floating-point torch.Tensor, got {type(b).__name__}")
+        raise ArgumentTypeError(f"b must be a floating-point torch.Tensor, got {type(b).__name__}")
     if b.dim() != 1:
-        raise ValueError(f"b must be a 1-D tensor, got shape {tuple(b.shape)}")
+        raise ShapeError(f"b must be a 1-D tensor, got shape {tuple(b.shape)}")
+    check_finite(b, "b")
     if isinstance(damping, Tensor):
         if damping.shape not in (torch.Size([]), b.shape):
-            raise ValueError(f"damping must be a scalar or shaped like b {tuple(b.shape)}, got {tuple(damping.shape)}")
-        if bool((damping < 0).any()) or bool(torch.isnan(damping).any()):
-            raise ValueError("damping must be >= 0 everywhere")
+            raise ShapeError(f"damping must be a scalar or shaped like b {tuple(b.shape)}, got {tuple(damping.shape)}")
+        check_finite(damping, "damping")
+        if bool((damping < 0).any()):
+            raise InvalidArgumentError("damping must be >= 0 everywhere")
         damping = damping.to(dtype=b.dtype, device=b.device)
     else:
-        damping = float(damping)
-        if not damping >= 0 or math.isinf(damping):
-            raise ValueError(f"damping must be a finite number >= 0, got {damping!r}")
-    if max_iter is None:
-        max_iter = b.numel()
-    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 0:
-        raise ValueError(f"max_iter must be an integer >= 0, got {max_iter!r}")
-    if not (isinstance(tol, (int, float)) and tol >= 0):
-        raise ValueError(f"tol must be a number >= 0, got {tol!r}")
+        damping = check_real(damping, "damping", low=0.0)
+    max_iter = b.numel() if max_iter is None else check_int(max_iter, "max_iter", minimum=0)
+    tol = check_real(tol, "tol", low=0.0)
+    if x0 is not None:
+        if not isinstance(x0, Tensor):
+            raise ArgumentTypeError(f"x0 must be a torch.Tensor shaped like b, got {type(x0).__name__}")
+        check_finite(x0, "x0")
 
     def apply(v: Tensor) -> Tensor:
         out = mv(v)
         if not isinstance(out, Tensor) or out.shape != v.shape:
             shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-            raise ValueError(f"mv must return a tensor shaped like its input {tuple(v.shape)}, got {shape}")
+            raise ShapeError(f"mv must return a tensor shaped like its input {tuple(v.shape)}, got {shape}")
         return out + damping * v
 
     if x0 is None:
@@ -129,7 +134,7 @@ def conjugate_gradient(
         r = b.clone()
     else:
         if x0.shape != b.shape:
-            raise ValueError(f"x0 must be shaped like b {tuple(b.shape)}, got {tuple(x0.shape)}")
+            raise ShapeError(f"x0 must be shaped like b {tuple(b.shape)}, got {tuple(x0.shape)}")
         x = x0.to(dtype=b.dtype, device=b.device).clone()
         r = b - apply(x)
     b_norm = float(torch.linalg.vector_norm(b))

@@ -11,6 +11,14 @@ import torch
 from torch import nn
 
 import fisherbook as fb
+from fisherbook.experiments.kfac import (
+    TrainHistory,
+    iterations_to,
+    kronecker_comparison,
+    make_optimizer,
+    train_full_batch,
+)
+from fisherbook.experiments.kfac import mlp as make_mlp
 from fisherbook.optim import KFAC
 
 DT = torch.float64
@@ -249,9 +257,10 @@ def test_factor_subset_needs_a_tensor_of_examples():
             return self.lin(xs[0])
 
     model = ListInput()
-    KFAC(model, factor_subset=3, **quiet())
+    opt = KFAC(model, factor_subset=3, **quiet())  # kept alive: the hooks go with the optimiser
     with pytest.raises(TypeError, match="factor_subset"):
         model([data()[0]])
+    assert opt.factor_updates == 0
 
 
 # ---------------------------------------------------------------- schedules
@@ -439,8 +448,6 @@ def test_bad_types(kw, match):
 
 
 # ---------------------------------------------------------------- chapter 5 / benchmark helpers
-from fisherbook.experiments.kfac import (  # noqa: E402
-    TrainHistory, iterations_to, kronecker_comparison, make_optimizer, mlp as make_mlp, train_full_batch)
 
 
 def test_kronecker_comparison_exact_for_one_example_and_consistent():

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.func import functional_call, jacrev, jvp, vjp
 
-import fisherbook as fb
+from fisherbook.errors import ArgumentTypeError, NonFiniteError
 from fisherbook.optim import NaturalGradient, conjugate_gradient, natural_gradient_path
 
 DT = torch.float64
@@ -190,6 +190,15 @@ def test_cg_bad_input():
         conjugate_gradient(lambda v: a @ v, b, x0=torch.zeros(4, dtype=DT))
     with pytest.raises(ValueError, match="mv must return"):
         conjugate_gradient(lambda v: v[:2], b)
+    # non-finite data are named, not iterated on (CG would return NaN silently)
+    with pytest.raises(NonFiniteError, match="b must be finite"):
+        conjugate_gradient(lambda v: a @ v, torch.tensor([1.0, float("nan"), 0.0], dtype=DT))
+    with pytest.raises(NonFiniteError, match="damping"):
+        conjugate_gradient(lambda v: a @ v, b, damping=torch.tensor([1.0, float("inf"), 0.0], dtype=DT))
+    with pytest.raises(NonFiniteError, match="x0"):
+        conjugate_gradient(lambda v: a @ v, b, x0=torch.full((3,), float("nan"), dtype=DT))
+    with pytest.raises(ArgumentTypeError, match="max_iter"):
+        conjugate_gradient(lambda v: a @ v, b, max_iter=2.5)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -481,10 +490,14 @@ def test_affine_reparameterisation_invariance_is_exact():
 def _bernoulli_paths(h: float, t_end: float = 1.0):
     """NG and GD paths for the Bernoulli NLL with sample mean 0.9, in p and in logit z."""
     mean = 0.9
-    nll_p = lambda th: -(mean * torch.log(th[0]) + (1 - mean) * torch.log1p(-th[0]))
-    nll_z = lambda th: -(mean * nn.functional.logsigmoid(th[0]) + (1 - mean) * nn.functional.logsigmoid(-th[0]))
-    fisher_p = lambda th: (1 / (th * (1 - th))).diag()
-    fisher_z = lambda th: (torch.sigmoid(th) * torch.sigmoid(-th)).diag()
+    def nll_p(th):
+        return -(mean * torch.log(th[0]) + (1 - mean) * torch.log1p(-th[0]))
+    def nll_z(th):
+        return -(mean * nn.functional.logsigmoid(th[0]) + (1 - mean) * nn.functional.logsigmoid(-th[0]))
+    def fisher_p(th):
+        return (1 / (th * (1 - th))).diag()
+    def fisher_z(th):
+        return (torch.sigmoid(th) * torch.sigmoid(-th)).diag()
     n = round(t_end / h)
     p0 = torch.tensor([0.2], dtype=DT)
     z0 = torch.logit(p0)
@@ -519,10 +532,14 @@ def test_natural_gradient_paths_coincide_as_step_shrinks():
 
 def test_normal_location_scale_vs_log_scale_small_step():
     x = torch.tensor([0.3, -1.2, 2.5, 0.8, 1.9, -0.4], dtype=DT)
-    nll_sigma = lambda th: -torch.distributions.Normal(th[0], th[1]).log_prob(x).mean()
-    nll_log = lambda th: -torch.distributions.Normal(th[0], th[1].exp()).log_prob(x).mean()
-    fisher_sigma = lambda th: torch.diag(torch.stack([1 / th[1] ** 2, 2 / th[1] ** 2]))
-    fisher_log = lambda th: torch.diag(torch.stack([torch.exp(-2 * th[1]), torch.tensor(2.0, dtype=DT)]))
+    def nll_sigma(th):
+        return -torch.distributions.Normal(th[0], th[1]).log_prob(x).mean()
+    def nll_log(th):
+        return -torch.distributions.Normal(th[0], th[1].exp()).log_prob(x).mean()
+    def fisher_sigma(th):
+        return torch.diag(torch.stack([1 / th[1] ** 2, 2 / th[1] ** 2]))
+    def fisher_log(th):
+        return torch.diag(torch.stack([torch.exp(-2 * th[1]), torch.tensor(2.0, dtype=DT)]))
     start = torch.tensor([-1.0, 3.0], dtype=DT)
     gaps = []
     for h in (0.02, 0.01):
@@ -535,7 +552,8 @@ def test_normal_location_scale_vs_log_scale_small_step():
 def test_natural_gradient_path_one_step_formula_and_gd():
     a = _spd(3, seed=15)
     target = torch.tensor([1.0, -2.0, 0.5], dtype=DT)
-    loss = lambda th: 0.5 * (th - target) @ a @ (th - target)
+    def loss(th):
+        return 0.5 * (th - target) @ a @ (th - target)
     theta0 = torch.zeros(3, dtype=DT)
     ng = natural_gradient_path(loss, theta0, lr=1.0, n_steps=1, fisher=lambda th: a)
     assert torch.allclose(ng[1], target, rtol=1e-10)  # Newton = NG for a quadratic with F = A
@@ -576,10 +594,12 @@ def test_bad_constructor_arguments():
         NaturalGradient(params, model=model, inputs=x, likelihood="categorical", kind="observed")
     with pytest.raises(ValueError, match="targets"):
         NaturalGradient(params, model=model, inputs=x, likelihood="categorical", kind="empirical")
+    no_batch = NaturalGradient(params, model=model, likelihood="categorical")  # batches come with step()
     with pytest.raises(ValueError, match="inputs"):
-        NaturalGradient(params, model=model, likelihood="categorical")
-    with pytest.raises(ValueError, match="exactly the parameters of model"):
-        NaturalGradient(params[:2], model=model, inputs=x, likelihood="categorical")
+        no_batch.step(_closure(no_batch, model, x, _data()[1]))
+    with pytest.raises(ValueError, match="parameters of model"):
+        NaturalGradient(params[:2] + [torch.zeros(3, requires_grad=True)], model=model, inputs=x,
+                        likelihood="categorical")
     with pytest.raises(TypeError, match="damping"):
         NaturalGradient(params, damping="0.1", curvature_fn=fn)
 

@@ -11,77 +11,126 @@ and input :math:`\bar a = [a; 1]`, the Fisher block over :math:`\operatorname{ve
 
 where :math:`\mathcal{D}s = \nabla_s \log p(\hat y \mid x)` is the gradient with respect to the
 layer's output of the log-likelihood of a target :math:`\hat y` *sampled from the model's
-predictive distribution* (or the observed target, for the empirical variant). Because
+predictive distribution* (or the observed target, for the empirical variant). An ``nn.Conv2d``
+layer is the same matrix acting on the unfolded input patches at each of its :math:`T` output
+positions (KFC, Grosse & Martens 2016): :math:`A` sums the patch outer products over positions and
+:math:`G` averages the output-gradient outer products over them. Because
 :math:`(G \otimes A)^{-1} = G^{-1} \otimes A^{-1}`, the preconditioned gradient of a layer costs two
 small matrix products, :math:`G^{-1} \nabla_{\bar W} h\, A^{-1}`.
 
-``KFAC`` gathers :math:`A` and :math:`G` with module hooks during the ordinary training
-forward pass, keeps exponential moving averages, refreshes eigendecompositions every few steps
-and applies factored Tikhonov damping with the :math:`\pi` correction. It is a standalone
-optimiser (``KFAC.step``) and a preconditioner in front of any torch optimiser
-(``KFAC.precondition``).
+``KFAC`` takes its sampled-target factors from the curvature engine
+(:func:`fisherbook.curvature.fisher` with ``kind="mc"`` and ``representation="kfac"``) on the
+batch of the training forward pass, keeps exponential moving averages, refreshes
+eigendecompositions every few steps and applies factored Tikhonov damping with the :math:`\pi`
+correction. It is a standalone optimiser (``KFAC.step``) and a preconditioner in front of any torch
+optimiser (``KFAC.precondition``).
 """
 
 from __future__ import annotations
 
 import math
-import time
 import warnings
+import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeGuard
 
 import torch
 from torch import Tensor, nn
+
+from .._validate import check_int, check_option, check_real
+from ..errors import ArgumentTypeError, InvalidArgumentError, NonFiniteError, UnsupportedError
 
 __all__ = ["KFAC"]
 
 _LIKELIHOODS = ("categorical", "bernoulli", "gaussian")
 _FISHER_TYPES = ("mc", "empirical")
-_TIMERS = ("factors", "inverses", "precondition", "update")
-_CONFIG = ("factor_every", "inverse_every", "adapt_every", "n_samples", "likelihood", "fisher_type", "sigma",
-           "factored_damping", "adapt_damping", "min_damping", "max_damping", "factor_subset")
+#: hyper-parameters each param group may set for its own layers
+_PER_GROUP = ("lr", "damping", "factor_decay", "momentum", "weight_decay", "factored_damping")
+#: hyper-parameters of the whole model (the schedules, the likelihood, the KL bound): every group
+#: carries the same value, that of the first group
+_MODEL_WIDE = ("kl_clip", "factor_every", "inverse_every", "adapt_every", "n_samples", "likelihood", "fisher_type",
+               "sigma", "adapt_damping", "min_damping", "max_damping", "factor_subset")
 
 
-def _real(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if math.isnan(value) or math.isinf(value):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return value
+_Layer = nn.Linear | nn.Conv2d
 
 
-def _positive(name: str, value: Any) -> float:
-    value = _real(name, value)
-    if value <= 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-    return value
+def _kfac_layer(module: nn.Module) -> TypeGuard[_Layer]:
+    """A layer whose Fisher block K-FAC approximates: nn.Linear, or nn.Conv2d that unfolds to a matrix."""
+    if type(module) is nn.Linear:
+        return True
+    return (isinstance(module, nn.Conv2d) and type(module) is nn.Conv2d and module.groups == 1
+            and module.padding_mode == "zeros" and not isinstance(module.padding, str))
 
 
-def _nonneg(name: str, value: Any) -> float:
-    value = _real(name, value)
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
-    return value
+def _check_group(group: dict[str, Any]) -> None:
+    """Validate (and normalise in place) the hyper-parameters of one param group."""
+    group["lr"] = check_real(group["lr"], "lr", low=0.0, open_low=True)
+    group["damping"] = check_real(group["damping"], "damping", low=0.0, open_low=True)
+    group["factor_decay"] = check_real(group["factor_decay"], "factor_decay", low=0.0, high=1.0, open_high=True)
+    group["momentum"] = check_real(group["momentum"], "momentum", low=0.0, high=1.0, open_high=True)
+    group["weight_decay"] = check_real(group["weight_decay"], "weight_decay", low=0.0)
+    group["factored_damping"] = bool(group["factored_damping"])
+    if group["kl_clip"] is not None:
+        group["kl_clip"] = check_real(group["kl_clip"], "kl_clip", low=0.0, open_low=True)
+    for name in ("factor_every", "inverse_every", "adapt_every", "n_samples"):
+        group[name] = check_int(group[name], name, minimum=1)
+    if group["factor_subset"] is not None:
+        group["factor_subset"] = check_int(group["factor_subset"], "factor_subset", minimum=1)
+    check_option(group["likelihood"], "likelihood", _LIKELIHOODS)
+    check_option(group["fisher_type"], "fisher_type", _FISHER_TYPES)
+    group["sigma"] = check_real(group["sigma"], "sigma", low=0.0, open_low=True)
+    group["adapt_damping"] = bool(group["adapt_damping"])
+    lo = group["min_damping"] = check_real(group["min_damping"], "min_damping", low=0.0, open_low=True)
+    hi = group["max_damping"] = check_real(group["max_damping"], "max_damping", low=0.0, open_low=True)
+    if lo > hi:
+        raise InvalidArgumentError(f"min_damping ({lo}) must be <= max_damping ({hi})")
+    if not lo <= group["damping"] <= hi:
+        raise InvalidArgumentError(f"damping must lie in [min_damping, max_damping] = [{lo}, {hi}], "
+                                   f"got {group['damping']}")
 
 
-def _unit_interval(name: str, value: Any) -> float:
-    value = _real(name, value)
-    if not 0 <= value < 1:
-        raise ValueError(f"{name} must lie in [0, 1), got {value!r}")
-    return value
+def _weak_hook(opt: KFAC, method: str) -> Callable[..., None]:
+    """A hook that calls ``opt.<method>`` while the optimiser lives (the model does not keep it alive)."""
+    ref = weakref.ref(opt)
+
+    def hook(*args: Any) -> None:
+        target = ref()
+        if target is not None:
+            getattr(target, method)(*args)
+
+    return hook
 
 
-def _period(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int >= 1, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    return value
+def _remove_handles(handles: list[Any]) -> None:
+    for h in handles:
+        h.remove()
+    handles.clear()
+
+
+class _LayerView(nn.Module):
+    """The model seen by the curvature engine: only the K-FAC layers are its parameters.
+
+    Calling it runs the whole model (the layers are the model's own modules, so the engine's hooks
+    see them); other parameters (layer norms, embeddings, frozen layers) are part of the function,
+    not of the Fisher. ``args`` are the model's positional arguments with the examples at ``pos``.
+    """
+
+    def __init__(self, model: nn.Module, layers: list[_Layer], args: tuple, pos: int) -> None:
+        super().__init__()
+        self.kfac_layers = nn.ModuleList(layers)
+        self._call: list[nn.Module] = [model]  # in a list, not a submodule: its other parameters stay out
+        self._args = args
+        self._pos = pos
+
+    def forward(self, x: Tensor) -> Any:
+        args = self._args[: self._pos] + (x,) + self._args[self._pos + 1:]
+        return self._call[0](*args)
 
 
 class KFAC(torch.optim.Optimizer):
-    r"""K-FAC optimiser for the ``nn.Linear`` layers of a model (Martens & Grosse 2015).
+    r"""K-FAC optimiser for the ``nn.Linear`` and ``nn.Conv2d`` layers of a model (Martens & Grosse 2015;
+    Grosse & Martens 2016 for convolutions).
 
     Statistics are gathered by hooks while the model runs its training forward pass, so a
     training loop does not change::
@@ -93,31 +142,35 @@ class KFAC(torch.optim.Optimizer):
             loss.backward()
             opt.step()
 
-    On steps that refresh the factors (every ``factor_every`` steps), the forward pass of
-    ``model`` in training mode with gradients enabled records each layer's input :math:`\bar a`
-    (a ones-column appended for the bias) and, for ``fisher_type="mc"``, draws targets
-    :math:`\hat y \sim p(y \mid f(x))` from the model's output and back-propagates
-    :math:`\sum_n \log p(\hat y_n \mid f_n)` to the layer outputs (``torch.autograd.grad``,
-    parameters' ``.grad`` untouched). For ``fisher_type="empirical"`` the gradients of the
-    training loss itself are used, multiplied by the number of rows (the loss must be a *mean*
-    over examples). With :math:`N` rows,
+    On steps that refresh the factors (every ``factor_every`` steps), a forward pass of ``model``
+    in training mode with gradients enabled triggers the statistics. For ``fisher_type="mc"`` the
+    model's batch (the rows of its first positional tensor argument) goes to the curvature engine,
+    :func:`fisherbook.curvature.fisher` with ``kind="mc"`` and ``representation="kfac"``, which runs
+    the model once more, draws ``n_samples`` targets :math:`\hat y \sim p(y \mid f(x))` per example
+    from the model's output and back-propagates all of them at once to the layer outputs
+    (parameters' ``.grad`` untouched). For ``fisher_type="empirical"`` the gradients of the training
+    loss itself are used (gathered by hooks during the user's ``backward``), multiplied by the
+    number of examples (the loss must be a *mean* over examples). With :math:`N` examples,
 
     .. math::
 
         \hat A = \frac1N \sum_n \bar a_n \bar a_n^\top, \qquad
         \hat G = \frac1N \sum_n \mathcal{D}s_n \mathcal{D}s_n^\top,
 
+    and for an ``nn.Conv2d`` layer with :math:`T` output positions
+    :math:`\hat A = \frac1N \sum_{n,t} \bar a_{nt} \bar a_{nt}^\top`,
+    :math:`\hat G = \frac1{NT} \sum_{n,t} \mathcal{D}s_{nt} \mathcal{D}s_{nt}^\top`.
+
     With ``factor_subset`` :math:`m`, the statistics of a step use only a random subset
     :math:`S` of :math:`\min(m, N)` examples drawn without replacement (Martens & Grosse §8 compute
     them on a fraction of the mini-batch): :math:`\hat A = |S|^{-1} \sum_{n \in S} \bar a_n \bar a_n^\top`
     and likewise :math:`\hat G`, unbiased estimates of the full-batch statistics. For
-    ``fisher_type="mc"`` the model is called a second time, on the rows of its positional input
-    tensors indexed by :math:`S` (inside the training forward, from a forward hook), and the
-    sampled-target backward pass runs through that small graph only, so the extra cost of a
-    statistics step shrinks by :math:`|S|/N`; modules with running buffers (batch norm) see that
-    second call too. For ``fisher_type="empirical"`` the rows :math:`S` of the training pass are
-    used (the same rows in every layer), :math:`\hat G = N^2 |S|^{-1} \sum_{n \in S} g_n g_n^\top`
-    with :math:`g_n` the gradient of the mean loss (only the outer products get cheaper).
+    ``fisher_type="mc"`` the engine runs the model on the rows of its positional input tensors
+    indexed by :math:`S` (other arguments are passed unchanged), so the extra cost of a statistics
+    step shrinks by :math:`|S|/N`; modules with running buffers (batch norm) see that second call
+    too. For ``fisher_type="empirical"`` the rows :math:`S` of the training pass are used (the same
+    rows in every layer), :math:`\hat G = N^2 |S|^{-1} \sum_{n \in S} g_n g_n^\top` with :math:`g_n`
+    the gradient of the mean loss (only the outer products get cheaper).
 
     The running factors are :math:`A \leftarrow \epsilon A + (1-\epsilon)\hat A` with
     :math:`\epsilon = \min(1 - 1/k, \texttt{factor\_decay})` at the :math:`k`-th update (the
@@ -135,26 +188,39 @@ class KFAC(torch.optim.Optimizer):
 
     or, with ``factored_damping=False``, :math:`U = (G \otimes A + \lambda I)^{-1} V` (the division
     by :math:`\lambda_{G,i} \lambda_{A,j} + \lambda`). With ``kl_clip`` :math:`\kappa` the updates
-    of all layers are scaled by :math:`\nu = \min(1, \sqrt{\kappa / (\alpha^2 \sum \langle U, V \rangle)})`
-    (:math:`\alpha` = ``lr``). ``step`` then applies heavy-ball momentum :math:`\mu`,
+    of all layers are scaled by :math:`\nu = \min(1, \sqrt{\kappa / \sum \alpha^2 \langle U, V \rangle})`
+    (:math:`\alpha` = the layer's ``lr``). ``step`` then applies heavy-ball momentum :math:`\mu`,
     :math:`m \leftarrow \mu m + U`, :math:`\theta \leftarrow \theta - \alpha m`. Parameters outside
-    ``nn.Linear`` layers get the same momentum update with their plain gradient; they are listed
-    in ``unpreconditioned`` and announced by a warning at construction.
+    the K-FAC layers get the same momentum update with their plain gradient; they are listed in
+    ``unpreconditioned`` and announced by a warning at construction.
 
     With ``adapt_damping=True``, every ``adapt_every`` steps ``step`` re-evaluates the
     closure after the update :math:`\delta` and compares the reduction with the quadratic model
     :math:`M(\delta) = g^\top \delta + \tfrac12 \delta^\top (\tilde F + \lambda I)\delta`
     (:math:`\tilde F` the Kronecker-factored Fisher from the running factors): with
-    :math:`\rho = (h(\theta+\delta) - h(\theta)) / M(\delta)`, the damping becomes
+    :math:`\rho = (h(\theta+\delta) - h(\theta)) / M(\delta)`, the damping of every group becomes
     :math:`\omega\lambda` if :math:`\rho > 3/4` and :math:`\lambda/\omega` if :math:`\rho < 1/4`,
     :math:`\omega = (19/20)^{T}` with :math:`T` = ``adapt_every`` (the Levenberg–Marquardt rule of
     Martens & Grosse §6.5).
 
+    **Param groups.** By default all trainable parameters of ``model`` form one group. ``params``
+    (or :meth:`add_param_group` later) gives several, as for any torch optimiser; ``lr``,
+    ``damping``, ``factor_decay``, ``momentum``, ``weight_decay`` and ``factored_damping`` are then
+    per group (a layer's weight and bias must share a group), while the schedules, the likelihood,
+    ``kl_clip`` and the damping range are settings of the whole model, kept in every group with
+    one value (a group that sets another raises :class:`~fisherbook.errors.InvalidArgumentError`).
+    Parameters with ``requires_grad=False`` are never moved; a layer with one is not preconditioned.
+
+    **Hooks.** The optimiser hooks the model; the hooks do not keep it alive, and they are removed
+    by :meth:`remove_hooks`, at the end of a ``with KFAC(...) as opt:`` block, or when the optimiser
+    is garbage-collected.
+
     Parameters
     ----------
     model : nn.Module
-        The model; its ``nn.Linear`` layers (weight and optional bias, each layer called once per
-        forward) are preconditioned. All parameters requiring gradients are optimised.
+        The model; its ``nn.Linear`` and ``nn.Conv2d`` (``groups=1``, zero or numeric padding)
+        layers are preconditioned (each layer called once per forward pass on ``(N, features)`` or
+        ``(N, channels, height, width)`` inputs, the model returning ``(N, K)`` outputs).
     lr : float
         Step size :math:`\alpha > 0`.
     damping : float
@@ -170,19 +236,18 @@ class KFAC(torch.optim.Optimizer):
     weight_decay : float
         L2 coefficient :math:`\eta \ge 0`, added to the gradient (and to the damping).
     kl_clip : float, optional
-        Bound :math:`\kappa > 0` on :math:`\alpha^2 \sum \langle U, V\rangle`; ``None`` disables it.
+        Bound :math:`\kappa > 0` on :math:`\sum \alpha^2 \langle U, V\rangle`; ``None`` disables it.
     likelihood : {"categorical", "bernoulli", "gaussian"}
         The model's predictive distribution given its output :math:`f`: softmax over the last
         dimension, independent sigmoids, or :math:`\mathcal N(f, \sigma^2 I)`.
     fisher_type : {"mc", "empirical"}
         Targets sampled from the model (Martens & Grosse §5), or the training targets.
     n_samples : int
-        Sampled targets per example for ``fisher_type="mc"``.
+        Sampled targets per example for ``fisher_type="mc"`` (back-propagated together).
     factor_subset : int, optional
         Number :math:`m \ge 1` of examples, drawn at random (with ``generator``) on every
         statistics step, from which the factors are estimated; ``None`` (default) uses the whole
-        batch. With ``fisher_type="mc"`` the model's examples are the rows (dim 0) of its
-        positional input tensors.
+        batch.
     sigma : float
         Noise scale :math:`\sigma > 0` of the Gaussian likelihood.
     factored_damping : bool
@@ -194,18 +259,27 @@ class KFAC(torch.optim.Optimizer):
     min_damping, max_damping : float
         Range that the adapted damping is clipped to (``0 < min_damping <= max_damping``).
     generator : torch.Generator, optional
-        Random generator for the sampled targets.
-    profile : bool
-        Synchronise CUDA around the timed sections so that ``timings`` is exact on a GPU.
+        Random generator for the sampled targets and the subsets.
+    params : iterable, optional
+        Parameters or param-group dicts (any of ``model``'s trainable parameters, and others,
+        which get plain momentum updates); default: all trainable parameters of ``model``.
 
     Attributes
     ----------
-    layers : list of (str, nn.Linear)
+    layers : list of (str, nn.Module)
         The preconditioned layers, in module order.
     unpreconditioned : list of str
         Names of parameters that receive plain (momentum) gradient updates.
-    timings : dict
-        Seconds spent in ``"factors"``, ``"inverses"``, ``"precondition"`` and ``"update"``.
+
+    Raises
+    ------
+    ArgumentTypeError
+        ``model`` not a module, a hyper-parameter of the wrong type, ``generator`` not a generator.
+    InvalidArgumentError
+        A hyper-parameter out of range, a model-wide setting that differs between groups, a layer
+        whose weight and bias are in different groups.
+    NonFiniteError
+        (at a step) a non-finite gradient or non-finite factor statistics.
 
     Examples
     --------
@@ -215,18 +289,18 @@ class KFAC(torch.optim.Optimizer):
     <torch._C.Generator object at ...>
     >>> model = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3))
     >>> X, y = torch.randn(64, 4), torch.randint(0, 3, (64,))
-    >>> opt = KFAC(model, lr=0.3, damping=1e-2, inverse_every=5, generator=torch.Generator().manual_seed(0))
     >>> losses = []
-    >>> for _ in range(20):
-    ...     opt.zero_grad()
-    ...     loss = torch.nn.functional.cross_entropy(model(X), y)
-    ...     loss.backward()
-    ...     opt.step()
-    ...     losses.append(loss.item())
+    >>> with KFAC(model, lr=0.3, damping=1e-2, inverse_every=5, generator=torch.Generator().manual_seed(0)) as opt:
+    ...     for _ in range(20):
+    ...         opt.zero_grad()
+    ...         loss = torch.nn.functional.cross_entropy(model(X), y)
+    ...         loss.backward()
+    ...         _ = opt.step()
+    ...         losses.append(loss.item())
     >>> losses[-1] < 0.8 * losses[0]
     True
-    >>> opt.unpreconditioned
-    []
+    >>> opt.unpreconditioned, len(model[0]._forward_hooks)  # hooks gone after the block
+    ([], 0)
     """
 
     def __init__(
@@ -251,115 +325,133 @@ class KFAC(torch.optim.Optimizer):
         min_damping: float = 1e-8,
         max_damping: float = 1e4,
         generator: torch.Generator | None = None,
-        profile: bool = False,
+        *,
+        params: Any = None,
     ) -> None:
         if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        lr = _positive("lr", lr)
-        damping = _positive("damping", damping)
-        factor_decay = _unit_interval("factor_decay", factor_decay)
-        momentum = _unit_interval("momentum", momentum)
-        weight_decay = _nonneg("weight_decay", weight_decay)
-        if kl_clip is not None:
-            kl_clip = _positive("kl_clip", kl_clip)
-        self.factor_every = _period("factor_every", factor_every)
-        self.inverse_every = _period("inverse_every", inverse_every)
-        self.adapt_every = _period("adapt_every", adapt_every)
-        self.n_samples = _period("n_samples", n_samples)
-        self.factor_subset = None if factor_subset is None else _period("factor_subset", factor_subset)
-        if not isinstance(likelihood, str) or likelihood not in _LIKELIHOODS:
-            raise ValueError(f"likelihood must be one of {_LIKELIHOODS}, got {likelihood!r}")
-        if not isinstance(fisher_type, str) or fisher_type not in _FISHER_TYPES:
-            raise ValueError(f"fisher_type must be one of {_FISHER_TYPES}, got {fisher_type!r}")
-        self.sigma = _positive("sigma", sigma)
-        self.min_damping = _positive("min_damping", min_damping)
-        self.max_damping = _positive("max_damping", max_damping)
-        if self.min_damping > self.max_damping:
-            raise ValueError(f"min_damping ({min_damping}) must be <= max_damping ({max_damping})")
-        if not self.min_damping <= damping <= self.max_damping:
-            raise ValueError(f"damping must lie in [min_damping, max_damping] = "
-                             f"[{self.min_damping}, {self.max_damping}], got {damping}")
+            raise ArgumentTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if generator is not None and not isinstance(generator, torch.Generator):
-            raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
-
-        self.model = model
-        self.likelihood = likelihood
-        self.fisher_type = fisher_type
-        self.factored_damping = bool(factored_damping)
-        self.adapt_damping = bool(adapt_damping)
-        self.generator = generator
-        self.profile = bool(profile)
-
-        names = {id(p): n for n, p in model.named_parameters()}
-        self.layers: list[tuple[str, nn.Linear]] = []
-        covered: set[int] = set()
-        for mname, module in model.named_modules():
-            if type(module) is nn.Linear and module.weight.requires_grad:
-                if module.bias is not None and not module.bias.requires_grad:
-                    continue
-                self.layers.append((mname, module))
-                covered.add(id(module.weight))
-                if module.bias is not None:
-                    covered.add(id(module.bias))
-        params = [p for p in model.parameters() if p.requires_grad]
-        if not params:
-            raise ValueError("model has no parameters that require gradients")
-        self.unpreconditioned = [names[id(p)] for p in params if id(p) not in covered]
-        if self.unpreconditioned:
-            warnings.warn(f"KFAC preconditions nn.Linear layers only; these parameters get plain "
-                          f"gradient updates: {', '.join(self.unpreconditioned)}", UserWarning, stacklevel=2)
-        if not self.layers:
-            warnings.warn("model has no nn.Linear layer: KFAC reduces to SGD with momentum", UserWarning,
-                          stacklevel=2)
-
+            raise ArgumentTypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
         defaults = dict(lr=lr, damping=damping, factor_decay=factor_decay, momentum=momentum,
-                        weight_decay=weight_decay, kl_clip=kl_clip)
-        super().__init__(params, defaults)
-        self.param_groups[0].setdefault("step", 0)
-        self.param_groups[0].setdefault("factor_updates", 0)
-        self.timings: dict[str, float] = {k: 0.0 for k in _TIMERS}
+                        weight_decay=weight_decay, factored_damping=factored_damping, kl_clip=kl_clip,
+                        factor_every=factor_every, inverse_every=inverse_every, adapt_every=adapt_every,
+                        n_samples=n_samples, likelihood=likelihood, fisher_type=fisher_type, sigma=sigma,
+                        adapt_damping=adapt_damping, min_damping=min_damping, max_damping=max_damping,
+                        factor_subset=factor_subset)
+        _check_group(dict(defaults))  # name a bad constructor argument before torch's own checks
+        self.model = model
+        self.generator = generator
+        self._ready = False
+        if params is None:
+            params = [p for p in model.parameters() if p.requires_grad]
+            if not params:
+                raise InvalidArgumentError("model has no parameters that require gradients")
+        self._counters: dict[str, Any] = {"step": 0, "factor_updates": 0, "collect": True}
         self.last_rho: float | None = None
-        self._collect = True
         self._suspended = False
-        self._in_subset = False
         self._rows: tuple[int, Tensor] | None = None
-        self._pending: dict[nn.Linear, dict[str, Any]] = {}
-        self._handles = [m.register_forward_hook(self._layer_hook) for _, m in self.layers]
-        self._handles.append(model.register_forward_hook(self._model_hook))
+        self._pending: dict[_Layer, dict[str, Any]] = {}
+        self._handles: list[Any] = []
+        self._finalizer = weakref.finalize(self, _remove_handles, self._handles)
+        self.layers: list[tuple[str, _Layer]] = []
+        self.unpreconditioned: list[str] = []
+        super().__init__(params, defaults)
+        self._ready = True
+        self._discover(stacklevel=3)
 
-    # ------------------------------------------------------------------ bookkeeping
+    # ------------------------------------------------------------------ groups, layers, hooks
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a param group (torch.optim protocol); its layers are preconditioned from the next step.
+
+        Per-group hyper-parameters default to the constructor's; model-wide ones must equal the
+        first group's.
+        """
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        _check_group(group)
+        first = self.param_groups[0]
+        for key in _MODEL_WIDE:
+            if group[key] != first[key]:
+                raise InvalidArgumentError(
+                    f"{key} is a setting of the whole model in KFAC: every param group must have the first "
+                    f"group's value {first[key]!r}, got {group[key]!r}")
+        if self._ready:
+            self._discover(stacklevel=3)
+
+    def _group_of(self) -> dict[int, int]:
+        return {id(p): k for k, group in enumerate(self.param_groups) for p in group["params"]}
+
+    def _discover(self, stacklevel: int = 2) -> None:
+        """Find the preconditioned layers and (re-)register the hooks."""
+        owner = self._group_of()
+        names = {id(p): n for n, p in self.model.named_parameters()}
+        layers: list[tuple[str, _Layer]] = []
+        covered: set[int] = set()
+        for mname, module in self.model.named_modules():
+            if not _kfac_layer(module):
+                continue
+            ps: list[Tensor] = [module.weight] + ([module.bias] if module.bias is not None else [])
+            if not all(p.requires_grad and id(p) in owner for p in ps):
+                continue
+            if len({owner[id(p)] for p in ps}) > 1:
+                raise InvalidArgumentError(f"layer {mname!r}: its weight and bias must be in the same param group "
+                                           "(K-FAC preconditions them together)")
+            layers.append((mname, module))
+            covered.update(id(p) for p in ps)
+        self.layers = layers
+        self._layer_group = {m: owner[id(m.weight)] for _, m in layers}
+        new = [names.get(id(p), f"param_groups[{k}][{j}]")
+               for k, group in enumerate(self.param_groups) for j, p in enumerate(group["params"])
+               if p.requires_grad and id(p) not in covered]
+        fresh = [n for n in new if n not in self.unpreconditioned]
+        self.unpreconditioned = new
+        if fresh:
+            warnings.warn("KFAC preconditions nn.Linear and nn.Conv2d layers only; these parameters get plain "
+                          f"gradient updates: {', '.join(fresh)}", UserWarning, stacklevel=stacklevel)
+        if not layers:
+            warnings.warn("model has no nn.Linear or nn.Conv2d layer to precondition: KFAC reduces to SGD "
+                          "with momentum", UserWarning, stacklevel=stacklevel)
+        _remove_handles(self._handles)
+        self._handles.extend(m.register_forward_hook(_weak_hook(self, "_layer_hook")) for _, m in layers)
+        self._handles.append(self.model.register_forward_hook(_weak_hook(self, "_model_hook")))
+
+    def remove_hooks(self) -> None:
+        """Detach the hooks from the model (the optimiser stops gathering statistics)."""
+        _remove_handles(self._handles)
+
+    def __enter__(self) -> KFAC:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.remove_hooks()
+
+    def _hp(self, key: str) -> Any:
+        """A model-wide hyper-parameter (every group holds the same value)."""
+        return self.param_groups[0][key]
+
+    def _group(self, module: _Layer) -> dict[str, Any]:
+        return self.param_groups[self._layer_group[module]]
+
+    # model-wide settings, read-only views of the param groups
+    factor_every = property(lambda self: self._hp("factor_every"), doc="Period of the factor statistics.")
+    inverse_every = property(lambda self: self._hp("inverse_every"), doc="Period of the eigendecompositions.")
+    adapt_every = property(lambda self: self._hp("adapt_every"), doc="Period of the damping adaptation.")
+    n_samples = property(lambda self: self._hp("n_samples"), doc="Sampled targets per example.")
+    factor_subset = property(lambda self: self._hp("factor_subset"), doc="Examples per statistics step.")
+    likelihood = property(lambda self: self._hp("likelihood"), doc="The model's predictive distribution.")
+    fisher_type = property(lambda self: self._hp("fisher_type"), doc='"mc" or "empirical".')
+    sigma = property(lambda self: self._hp("sigma"), doc="Noise scale of the Gaussian likelihood.")
+    adapt_damping = property(lambda self: self._hp("adapt_damping"), doc="Levenberg–Marquardt adaptation on.")
+
     @property
     def steps(self) -> int:
         """Number of completed ``precondition`` calls (each ``step`` makes one)."""
-        return int(self.param_groups[0]["step"])
+        return int(self._counters["step"])
 
     @property
     def factor_updates(self) -> int:
         """Number of factor statistics folded into the running averages."""
-        return int(self.param_groups[0]["factor_updates"])
-
-    def remove_hooks(self) -> None:
-        """Detach the forward hooks from the model (the optimiser stops gathering statistics)."""
-        for h in self._handles:
-            h.remove()
-        self._handles = []
-
-    def _sync(self) -> None:
-        if self.profile and torch.cuda.is_available():
-            torch.cuda.synchronize()
-
-    def _tick(self) -> float:
-        self._sync()
-        return time.perf_counter()
-
-    def _tock(self, key: str, t0: float) -> None:
-        self._sync()
-        self.timings[key] += time.perf_counter() - t0
-
-    def reset_timings(self) -> None:
-        """Set all ``timings`` back to zero."""
-        for k in self.timings:
-            self.timings[k] = 0.0
+        return int(self._counters["factor_updates"])
 
     def factors(self) -> list[tuple[Tensor, Tensor]]:
         r"""The running ``(A, G)`` pair of every preconditioned layer (``A`` includes the bias row)."""
@@ -373,114 +465,131 @@ class KFAC(torch.optim.Optimizer):
 
     # ------------------------------------------------------------------ statistics
     def _collecting(self, module: nn.Module) -> bool:
-        return (self._collect and not self._suspended and module.training and torch.is_grad_enabled())
-
-    def _layer_hook(self, module: nn.Linear, args: tuple, output: Tensor) -> None:
-        if not self._collecting(module):
-            return
-        if self.factor_subset is not None and self.fisher_type == "mc" and not self._in_subset:
-            return  # the model hook re-runs the model on a subset of the examples
-        t0 = self._tick()
-        a = args[0].detach().reshape(-1, module.in_features)
-        rows = None
-        if self.factor_subset is not None and self.fisher_type == "empirical" and a.shape[0] > self.factor_subset:
-            if self._rows is None or self._rows[0] != a.shape[0]:
-                self._rows = (a.shape[0], self._subset(a.shape[0], a.device))  # shared by the layers
-            rows = self._rows[1]
-            a = a[rows]
-        if module.bias is not None:
-            a = torch.cat([a, a.new_ones(a.shape[0], 1)], dim=1)
-        self._pending[module] = {"A": a.T @ a / a.shape[0], "out": output}
-        if self.fisher_type == "empirical" and output.requires_grad:
-            def grad_hook(grad: Tensor, module: nn.Linear = module, rows: Tensor | None = rows) -> None:
-                if module not in self._pending:
-                    return
-                g = grad.detach().reshape(-1, module.out_features)
-                n = g.shape[0]
-                if rows is not None:
-                    g = g[rows]
-                entry = self._pending.pop(module)
-                self._fold(module, entry["A"], (g.T @ g) * (n * n / g.shape[0]))
-                if not self._pending:
-                    self._finish_collection()
-
-            output.register_hook(grad_hook)
-        self._tock("factors", t0)
-
-    def _sampled_nll(self, f: Tensor) -> Tensor:
-        """Sum over examples of -log p(ŷ | f) with ŷ drawn from the model's predictive."""
-        g = self.generator
-        fd = f.detach()
-        if self.likelihood == "categorical":
-            logp = torch.log_softmax(f, dim=-1)
-            probs = torch.softmax(fd, dim=-1).reshape(-1, f.shape[-1])
-            y = torch.multinomial(probs, 1, generator=g).reshape(f.shape[:-1] + (1,))
-            return -logp.gather(-1, y).sum()
-        if self.likelihood == "bernoulli":
-            y = torch.bernoulli(torch.sigmoid(fd), generator=g)
-            return nn.functional.binary_cross_entropy_with_logits(f, y, reduction="sum")
-        y = fd + self.sigma * torch.randn(fd.shape, generator=g, dtype=fd.dtype, device=fd.device)
-        return 0.5 * (f - y).square().sum() / self.sigma**2
+        return (self._counters["collect"] and not self._suspended and module.training and torch.is_grad_enabled())
 
     def _subset(self, n: int, device: torch.device) -> Tensor:
         """Indices of ``min(factor_subset, n)`` of ``n`` rows drawn without replacement."""
         g = self.generator
         perm = torch.randperm(n, generator=g, device=g.device if g is not None else "cpu")
-        return perm[: self.factor_subset].to(device)
+        return perm[: self._hp("factor_subset")].to(device)
 
-    def _subset_forward(self, module: nn.Module, args: tuple) -> None:
-        """Run ``module`` on a random subset of the examples; its hooks gather the statistics."""
-        t0 = time.perf_counter()
-        before = self.timings["factors"]
-        tensors = [x for x in args if isinstance(x, Tensor) and x.dim() > 0]
-        if not tensors:
-            raise TypeError("KFAC with factor_subset needs the model to take a Tensor of examples")
-        n = tensors[0].shape[0]
-        rows = self._subset(n, tensors[0].device)
-        sub = tuple(x[rows] if isinstance(x, Tensor) and x.dim() > 0 and x.shape[0] == n else x for x in args)
-        self._in_subset = True
-        try:
-            module(*sub)
-        finally:
-            self._in_subset = False
-            self._pending.clear()
-        self._sync()
-        self.timings["factors"] = before + time.perf_counter() - t0
+    def _layer_hook(self, module: _Layer, args: tuple, output: Tensor) -> None:
+        if self._hp("fisher_type") != "empirical" or not self._collecting(module):
+            return
+        self._empirical_inputs(module, args[0], output)
+
+    def _empirical_inputs(self, module: _Layer, x: Tensor, output: Tensor) -> None:
+        """Record a layer's input factor on the training pass and hook the gradient of its output."""
+        if isinstance(module, nn.Conv2d):
+            if x.dim() != 4:
+                raise UnsupportedError(f"KFAC needs (N, channels, height, width) inputs for nn.Conv2d, got shape "
+                                       f"{tuple(x.shape)}")
+            padding = module.padding
+            assert not isinstance(padding, str)  # _kfac_layer admits numeric padding only
+            a = nn.functional.unfold(x.detach(), module.kernel_size, dilation=module.dilation,
+                                     padding=padding, stride=module.stride).transpose(1, 2)  # (N, T, I)
+        else:
+            a = x.detach().reshape(-1, 1, module.weight.shape[1])
+        n, positions = a.shape[0], a.shape[1]
+        rows = None
+        subset = self._hp("factor_subset")
+        if subset is not None and n > subset:
+            if self._rows is None or self._rows[0] != n:
+                self._rows = (n, self._subset(n, a.device))  # shared by the layers
+            rows = self._rows[1]
+            a = a[rows]
+        if module.bias is not None:
+            a = torch.cat([a, a.new_ones(*a.shape[:2], 1)], dim=2)
+        a = a.reshape(-1, a.shape[-1])
+        self._pending[module] = {"A": a.T @ a / (a.shape[0] // positions)}
+        if output.requires_grad:
+            output.register_hook(self._grad_hook(module, rows, positions))
+
+    def _grad_hook(self, module: _Layer, rows: Tensor | None, positions: int) -> Callable[[Tensor], None]:
+        ref = weakref.ref(self)
+
+        def hook(grad: Tensor) -> None:
+            opt = ref()
+            if opt is not None:
+                opt._empirical_grad(module, grad, rows, positions)
+
+        return hook
+
+    def _empirical_grad(self, module: _Layer, grad: Tensor, rows: Tensor | None, positions: int) -> None:
+        """Fold the output-gradient factor of the training loss (a mean over the N examples)."""
+        if module not in self._pending:
+            return
+        out = module.weight.shape[0]
+        if isinstance(module, nn.Conv2d):
+            g = grad.detach().flatten(2).transpose(1, 2)  # (N, T, O)
+        else:
+            g = grad.detach().reshape(-1, 1, out)
+        n = g.shape[0]
+        if rows is not None:
+            g = g[rows]
+        m = g.shape[0]
+        g = g.reshape(-1, out)
+        entry = self._pending.pop(module)
+        self._fold(module, entry["A"], (g.T @ g) * (n * n / (m * positions)))
+        if not self._pending:
+            self._finish_collection()
 
     def _model_hook(self, module: nn.Module, args: tuple, output: Any) -> None:
         self._rows = None
-        if (self.factor_subset is not None and self.fisher_type == "mc" and not self._in_subset
-                and self.layers and self._collecting(module)):
-            self._subset_forward(module, args)
+        if self._hp("fisher_type") != "mc" or not self.layers or not self._collecting(module):
             return
-        if not self._pending or self.fisher_type != "mc":
-            return
+        self._mc_statistics(args, output)
+
+    def _mc_statistics(self, args: tuple, output: Any) -> None:
+        """Sampled-target factors of the batch in ``args`` from the curvature engine."""
+        from ..curvature import fisher  # optim depends on curvature, never the reverse
+
+        pos = next((k for k, x in enumerate(args) if isinstance(x, Tensor) and x.dim() > 0), None)
+        if pos is None:
+            raise ArgumentTypeError(
+                "KFAC's sampled-target statistics (fisher_type='mc', with or without factor_subset) need the "
+                "model to take a Tensor of examples (along dim 0) as a positional argument, got "
+                f"{', '.join(type(x).__name__ for x in args) or 'no arguments'}; use fisher_type='empirical'")
         if not isinstance(output, Tensor):
-            raise TypeError("KFAC with fisher_type='mc' needs the model to return one Tensor of outputs")
-        t0 = self._tick()
-        mods = [m for m in self._pending if self._pending[m]["out"].requires_grad]
-        outs = [self._pending[m]["out"] for m in mods]
-        gs: dict[nn.Linear, Tensor] = {}
-        for _ in range(self.n_samples):
-            grads = torch.autograd.grad(self._sampled_nll(output), outs, retain_graph=True, allow_unused=True)
-            for m, gr in zip(mods, grads):
-                if gr is None:
-                    continue
-                gr = gr.detach().reshape(-1, m.out_features)
-                gg = gr.T @ gr / (gr.shape[0] * self.n_samples)
-                gs[m] = gs[m] + gg if m in gs else gg
-        for m in mods:
-            if m in gs:
-                self._fold(m, self._pending[m]["A"], gs[m])
+            raise ArgumentTypeError("KFAC with fisher_type='mc' needs the model to return one Tensor of outputs, "
+                                    f"got {type(output).__name__}")
+        if output.dim() > 2 and self._hp("likelihood") == "categorical":
+            raise UnsupportedError(
+                f"KFAC with fisher_type='mc' and likelihood='categorical' needs (N, K) model outputs (one softmax "
+                f"per example), got shape {tuple(output.shape)}; use fisher_type='empirical'")
+        n = args[pos].shape[0]
+        if self._hp("factor_subset") is not None:
+            rows = self._subset(n, args[pos].device)
+            args = tuple(x[rows] if isinstance(x, Tensor) and x.dim() > 0 and x.shape[0] == n else x for x in args)
+        view = _LayerView(self.model, [m for _, m in self.layers], args, pos)
+        self._suspended = True
+        try:
+            curvature = fisher(view, args[pos], likelihood=self._hp("likelihood"), kind="mc",
+                               representation="kfac", n_samples=self._hp("n_samples"), sigma=self._hp("sigma"),
+                               generator=self.generator)
+        except ValueError as err:
+            if isinstance(err, (NonFiniteError, UnsupportedError)):
+                raise
+            raise UnsupportedError(
+                "KFAC with fisher_type='mc' takes its factors from fisherbook.curvature.fisher(..., "
+                "representation='kfac'), which needs each K-FAC layer called once per forward pass on "
+                "(N, features) or (N, channels, height, width) inputs; fisher_type='empirical' also takes "
+                f"layers applied to more dimensions (rows = all leading dimensions). The engine said: {err}") from err
+        finally:
+            self._suspended = False
+        for (_, m), (a_hat, g_hat) in zip(self.layers, curvature.factors):  # type: ignore[attr-defined]
+            self._fold(m, a_hat, g_hat)
         self._pending.clear()
         self._finish_collection()
-        self._tock("factors", t0)
 
-    def _fold(self, module: nn.Linear, a_hat: Tensor, g_hat: Tensor) -> None:
-        group = self.param_groups[0]
+    def _fold(self, module: _Layer, a_hat: Tensor, g_hat: Tensor) -> None:
+        if not bool(torch.isfinite(a_hat).all() & torch.isfinite(g_hat).all()):
+            name = next(n for n, m in self.layers if m is module)
+            raise NonFiniteError(f"the K-FAC factor statistics of layer {name!r} are not finite: the model's inputs "
+                                 "or outputs hold NaN or infinite values")
         st = self.state[module.weight]
-        k = group["factor_updates"] + 1
-        eps = min(1.0 - 1.0 / k, group["factor_decay"])
+        k = self._counters["factor_updates"] + 1
+        eps = min(1.0 - 1.0 / k, self._group(module)["factor_decay"])
         if "A" not in st:
             st["A"], st["G"] = a_hat.clone(), g_hat.clone()
         else:
@@ -488,8 +597,8 @@ class KFAC(torch.optim.Optimizer):
             st["G"].mul_(eps).add_(g_hat, alpha=1 - eps)
 
     def _finish_collection(self) -> None:
-        self.param_groups[0]["factor_updates"] += 1
-        self._collect = False
+        self._counters["factor_updates"] += 1
+        self._counters["collect"] = False
 
     # ------------------------------------------------------------------ preconditioning
     def _refresh_inverses(self) -> None:
@@ -505,19 +614,21 @@ class KFAC(torch.optim.Optimizer):
             st["pi"] = torch.tensor(math.sqrt(ta / tg) if ta > 0 and tg > 0 else 1.0)
 
     @staticmethod
-    def _layer_grad(m: nn.Linear) -> Tensor | None:
+    def _layer_grad(m: _Layer) -> Tensor | None:
+        """The gradient as the matrix :math:`[\\nabla W, \\nabla b]` of shape (O, I + 1)."""
         if m.weight.grad is None:
             return None
-        g = m.weight.grad
+        g = m.weight.grad.reshape(m.weight.shape[0], -1)
         if m.bias is not None:
             gb = m.bias.grad if m.bias.grad is not None else torch.zeros_like(m.bias)
             g = torch.cat([g, gb.unsqueeze(1)], dim=1)
         return g
 
-    def _precondition_layer(self, m: nn.Linear, v: Tensor, damping: float, weight_decay: float) -> Tensor:
+    def _precondition_layer(self, m: _Layer, v: Tensor, group: dict[str, Any]) -> Tensor:
         st = self.state[m.weight]
         qa, qg, ea, eg = st["QA"], st["QG"], st["eA"], st["eG"]
-        if self.factored_damping:
+        damping, weight_decay = group["damping"], group["weight_decay"]
+        if group["factored_damping"]:
             pi = float(st["pi"])
             gamma = math.sqrt(damping + weight_decay)
             denom = (eg + gamma / pi).unsqueeze(1) * (ea + pi * gamma).unsqueeze(0)
@@ -525,9 +636,18 @@ class KFAC(torch.optim.Optimizer):
             denom = eg.unsqueeze(1) * ea.unsqueeze(0) + (damping + weight_decay)
         return qg @ ((qg.T @ v @ qa) / denom) @ qa.T
 
+    def _check_gradients(self) -> None:
+        grads = [(p, p.grad) for group in self.param_groups for p in group["params"] if p.grad is not None]
+        if grads and not bool(torch.stack([torch.isfinite(g).all() for _, g in grads]).all()):
+            names = {id(p): n for n, p in self.model.named_parameters()}
+            bad = [names.get(id(p), "a parameter outside the model") for p, g in grads
+                   if not bool(torch.isfinite(g).all())]
+            raise NonFiniteError(f"the gradient has NaN or infinite entries (in {', '.join(bad)}); check the loss "
+                                 "and the step size")
+
     @torch.no_grad()
     def precondition(self) -> dict[Tensor, Tensor]:
-        r"""Replace the gradients of the ``nn.Linear`` layers by their K-FAC preconditioned versions.
+        r"""Replace the gradients of the K-FAC layers by their preconditioned versions.
 
         Adds weight decay to every gradient, advances the step counter, recomputes the
         eigendecompositions when due, and applies KL clipping. Use it to put K-FAC in front of
@@ -539,68 +659,101 @@ class KFAC(torch.optim.Optimizer):
         dict
             The original gradients (weight decay included), keyed by parameter, for the
             parameters whose ``.grad`` was replaced.
+
+        Raises
+        ------
+        NonFiniteError
+            If a gradient holds NaN or infinite values.
         """
-        group = self.param_groups[0]
         if self._pending:  # statistics of a forward pass whose backward never came (empirical)
             self._pending.clear()
-        step = group["step"]
-        if step % self.inverse_every == 0 or any("QA" not in self.state[m.weight] and "A" in self.state[m.weight]
-                                                  for _, m in self.layers):
-            t0 = self._tick()
+        self._check_gradients()
+        step = self._counters["step"]
+        if step % self._hp("inverse_every") == 0 or any(
+                "QA" not in self.state[m.weight] and "A" in self.state[m.weight] for _, m in self.layers):
             self._refresh_inverses()
-            self._tock("inverses", t0)
-        t0 = self._tick()
-        wd = group["weight_decay"]
-        if wd:
-            for p in group["params"]:
-                if p.grad is not None:
-                    p.grad.add_(p, alpha=wd)
+        for group in self.param_groups:
+            wd = group["weight_decay"]
+            if wd:
+                for p in group["params"]:
+                    if p.grad is not None:
+                        p.grad.add_(p, alpha=wd)
         originals: dict[Tensor, Tensor] = {}
-        updates: list[tuple[nn.Linear, Tensor, Tensor]] = []
+        updates: list[tuple[_Layer, Tensor, Tensor]] = []
         for _, m in self.layers:
+            if not m.weight.requires_grad or (m.bias is not None and not m.bias.requires_grad):
+                continue  # frozen since construction: its trainable part gets the plain gradient
             v = self._layer_grad(m)
             if v is None or "QA" not in self.state[m.weight]:
                 continue
-            u = self._precondition_layer(m, v, group["damping"], wd)
-            updates.append((m, v, u))
+            updates.append((m, v, self._precondition_layer(m, v, self._group(m))))
         nu = 1.0
-        if group["kl_clip"] is not None and updates:
-            vg = sum(float((u * v).sum()) for _, v, u in updates) * group["lr"] ** 2
+        kl_clip = self._hp("kl_clip")
+        if kl_clip is not None and updates:
+            vg = 0.0
+            for k, group in enumerate(self.param_groups):
+                part = [float((u * v).sum()) for m, v, u in updates if self._layer_group[m] == k]
+                if part:
+                    vg += sum(part) * group["lr"] ** 2
             if vg > 0:
-                nu = min(1.0, math.sqrt(group["kl_clip"] / vg))
-        for m, v, u in updates:
+                nu = min(1.0, math.sqrt(kl_clip / vg))
+        for m, _, u in updates:
             u = u * nu
-            originals[m.weight] = m.weight.grad.clone()
+            wgrad = m.weight.grad
+            assert wgrad is not None  # _layer_grad returned None otherwise
+            originals[m.weight] = wgrad.clone()
             if m.bias is not None:
                 if m.bias.grad is None:
                     m.bias.grad = torch.zeros_like(m.bias)
                 originals[m.bias] = m.bias.grad.clone()
-                m.weight.grad.copy_(u[:, :-1])
+                wgrad.copy_(u[:, :-1].reshape(m.weight.shape))
                 m.bias.grad.copy_(u[:, -1])
             else:
-                m.weight.grad.copy_(u)
-        group["step"] = step + 1
-        self._collect = group["step"] % self.factor_every == 0
-        self._tock("precondition", t0)
+                wgrad.copy_(u.reshape(m.weight.shape))
+        self._counters["step"] = step + 1
+        self._counters["collect"] = self._counters["step"] % self._hp("factor_every") == 0
         return originals
 
     # ------------------------------------------------------------------ the optimiser step
-    def _quadratic_model(self, delta: dict[Tensor, Tensor], grads: dict[Tensor, Tensor], damping: float) -> float:
+    def _quadratic_model(self, delta: dict[Tensor, Tensor], grads: dict[Tensor, Tensor],
+                         damping: dict[int, float]) -> float:
         """g·δ + ½ δᵀ(F̃ + λI)δ with F̃ the Kronecker-factored Fisher of the running factors."""
         lin = 0.0
         quad = 0.0
         for p, d in delta.items():
             lin += float((grads[p] * d).sum())
-            quad += damping * float(d.square().sum())
+            quad += damping[id(p)] * float(d.square().sum())
         for _, m in self.layers:
             st = self.state[m.weight]
             if "A" not in st or m.weight not in delta:
                 continue
-            d = delta[m.weight]
+            d = delta[m.weight].reshape(m.weight.shape[0], -1)
             if m.bias is not None:
                 d = torch.cat([d, delta[m.bias].unsqueeze(1)], dim=1)
             quad += float((d * (st["G"] @ d @ st["A"])).sum())
         return lin + 0.5 * quad
+
+    @torch.no_grad()
+    def _apply_update(self, record: bool) -> dict[Tensor, Tensor]:
+        """Momentum and the parameter update; returns the steps δ when ``record``."""
+        delta: dict[Tensor, Tensor] = {}
+        for group in self.param_groups:
+            lr, mu = group["lr"], group["momentum"]
+            for p in group["params"]:
+                if p.grad is None or not p.requires_grad:
+                    continue
+                d = p.grad
+                if mu:
+                    st = self.state[p]
+                    if "momentum_buffer" not in st:
+                        st["momentum_buffer"] = d.clone()
+                    else:
+                        st["momentum_buffer"].mul_(mu).add_(d)
+                    d = st["momentum_buffer"]
+                p.add_(d, alpha=-lr)
+                if record:
+                    delta[p] = -lr * d
+        return delta
 
     def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:  # type: ignore[override]
         r"""One K-FAC step: precondition, clip, momentum, update (and adapt the damping when due).
@@ -616,87 +769,87 @@ class KFAC(torch.optim.Optimizer):
         Tensor or None
             The closure's loss before the step.
         """
-        group = self.param_groups[0]
-        adapt = self.adapt_damping and (group["step"] + 1) % self.adapt_every == 0
-        if self.adapt_damping and closure is None:
-            raise ValueError("adapt_damping=True needs step(closure) to re-evaluate the loss")
+        adapting = self._hp("adapt_damping")
+        adapt = adapting and (self._counters["step"] + 1) % self._hp("adapt_every") == 0
+        if adapting and closure is None:
+            raise InvalidArgumentError("adapt_damping=True needs step(closure) to re-evaluate the loss")
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        raw = {p: p.grad.clone() for p in group["params"] if p.grad is not None} if adapt else {}
+        params = [p for group in self.param_groups for p in group["params"]]
+        raw = {p: p.grad.clone() for p in params if p.grad is not None} if adapt else {}
         self.precondition()
-        if adapt and group["weight_decay"]:
-            for p in raw:
-                raw[p].add_(p.detach(), alpha=group["weight_decay"])
-        t0 = self._tick()
-        lr, mu = group["lr"], group["momentum"]
-        delta: dict[Tensor, Tensor] = {}
-        with torch.no_grad():
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                d = p.grad
-                if mu:
-                    st = self.state[p]
-                    if "momentum_buffer" not in st:
-                        st["momentum_buffer"] = d.clone()
-                    else:
-                        st["momentum_buffer"].mul_(mu).add_(d)
-                    d = st["momentum_buffer"]
-                p.add_(d, alpha=-lr)
-                if adapt:
-                    delta[p] = -lr * d
-        self._tock("update", t0)
-        if adapt and loss is not None:
-            self._adapt(closure, float(loss.detach()), delta, raw)  # type: ignore[arg-type]
+        if adapt:
+            for group in self.param_groups:
+                if group["weight_decay"]:
+                    for p in group["params"]:
+                        if p in raw:
+                            raw[p].add_(p.detach(), alpha=group["weight_decay"])
+        delta = self._apply_update(adapt)
+        if adapt and loss is not None and closure is not None:
+            self._adapt(closure, float(loss.detach()), delta, raw)
         return loss
 
     def _adapt(self, closure: Callable[[], Tensor], h0: float, delta: dict[Tensor, Tensor],
                raw: dict[Tensor, Tensor]) -> None:
-        group = self.param_groups[0]
-        grads = {p: g.clone() for p, g in ((p, p.grad) for p in group["params"]) if g is not None}
+        params = [p for group in self.param_groups for p in group["params"]]
+        grads = {p: g.clone() for p, g in ((p, p.grad) for p in params) if g is not None}
         self._suspended = True
         try:
             with torch.enable_grad():
                 h1 = float(closure().detach())
         finally:
             self._suspended = False
-            for p in group["params"]:
+            for p in params:
                 p.grad = grads.get(p)
-        model_red = self._quadratic_model(delta, raw, group["damping"])
+        damping = {id(p): group["damping"] for group in self.param_groups for p in group["params"]}
+        model_red = self._quadratic_model(delta, raw, damping)
         rho = (h1 - h0) / model_red if model_red < 0 else -math.inf
         self.last_rho = rho
-        omega = (19 / 20) ** self.adapt_every
-        lam = group["damping"]
-        if rho > 0.75:
-            lam *= omega
-        elif rho < 0.25:
-            lam /= omega
-        group["damping"] = min(max(lam, self.min_damping), self.max_damping)
+        omega = (19 / 20) ** self._hp("adapt_every")
+        for group in self.param_groups:
+            lam = group["damping"]
+            if rho > 0.75:
+                lam *= omega
+            elif rho < 0.25:
+                lam /= omega
+            group["damping"] = min(max(lam, group["min_damping"]), group["max_damping"])
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
-        """The optimiser state (factors, eigendecompositions, momentum, counters, damping)."""
+        """The optimiser state: param groups (every hyper-parameter), factors, eigendecompositions,
+        momentum, counters."""
         out = super().state_dict()
-        config = {k: getattr(self, k) for k in _CONFIG}
-        out["kfac"] = {"collect": self._collect, "timings": dict(self.timings), "last_rho": self.last_rho,
-                       "config": config}
+        out["kfac"] = {"step": self._counters["step"], "factor_updates": self._counters["factor_updates"],
+                       "collect": self._counters["collect"], "last_rho": self.last_rho}
         return out
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore a state produced by ``state_dict`` of a KFAC over the same model structure.
 
-        As for any torch optimiser the hyper-parameters of the saved state win over the
-        constructor's: ``lr``, ``damping``, ``momentum`` … (in ``param_groups``) and the schedules
-        and options (``inverse_every``, ``factor_every``, ``likelihood``, ``fisher_type`` …).
+        As for any torch optimiser the hyper-parameters of the saved state (all of them live in
+        ``param_groups``) win over the constructor's.
         """
         state_dict = dict(state_dict)
-        extra = state_dict.pop("kfac", {})
+        extra = dict(state_dict.pop("kfac", {}))
+        groups = [dict(g) for g in state_dict["param_groups"]]
+        legacy = groups[0] if groups else {}
+        for key in ("step", "factor_updates"):  # earlier versions kept the counters in the first group
+            if key in legacy:
+                extra.setdefault(key, legacy[key])
+            for g in groups:
+                g.pop(key, None)
+        for g in groups:  # ... and the model-wide settings as attributes
+            for key, value in extra.get("config", {}).items():
+                if key in _MODEL_WIDE:
+                    g.setdefault(key, value)
+            for key in _PER_GROUP + _MODEL_WIDE:
+                g.setdefault(key, self.defaults[key])
+            _check_group(g)
+        state_dict["param_groups"] = groups
         super().load_state_dict(state_dict)
-        for k, v in extra.get("config", {}).items():
-            if k in _CONFIG:
-                setattr(self, k, v)
-        self._collect = bool(extra.get("collect", True))
+        self._counters = {"step": int(extra.get("step", 0)), "factor_updates": int(extra.get("factor_updates", 0)),
+                          "collect": bool(extra.get("collect", True))}
         self.last_rho = extra.get("last_rho")
-        self.timings.update(extra.get("timings", {}))
+        self._discover()

@@ -25,7 +25,10 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import parameters_to_vector
 
+from .._validate import check_int, check_option, check_real, check_tensor
+from ..errors import ArgumentTypeError, InvalidArgumentError, NonFiniteError, ShapeError, UnsupportedError
 from ..linalg import conjugate_gradient
 
 __all__ = ["NaturalGradient", "natural_gradient_path"]
@@ -33,23 +36,81 @@ __all__ = ["NaturalGradient", "natural_gradient_path"]
 _LIKELIHOODS = ("categorical", "bernoulli", "gaussian")
 _KINDS = ("true", "mc", "empirical")
 _SOLVERS = ("auto", "dense", "cg", "solve")
+#: settings of the whole optimiser (one solve couples all groups): every group holds the first's value
+_MODEL_WIDE = ("solver", "max_kl", "update_every", "cg_max_iter", "cg_tol", "dense_max")
 
 
 def _check_nonneg(name: str, value: Any, allow_zero: bool = True) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    ok = value >= 0 if allow_zero else value > 0
-    if not ok or math.isinf(value):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
-    return value
+    return check_real(value, name, low=0.0, open_low=not allow_zero)
 
 
-def _check_positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return value
+def _check_group(group: dict[str, Any]) -> None:
+    """Validate (and normalise in place) the hyper-parameters of one param group."""
+    group["lr"] = _check_nonneg("lr", group["lr"])
+    group["damping"] = _check_nonneg("damping", group["damping"])
+    check_option(group["solver"], "solver", _SOLVERS)
+    if group["max_kl"] is not None:
+        group["max_kl"] = _check_nonneg("max_kl", group["max_kl"], allow_zero=False)
+    for name in ("update_every", "cg_max_iter", "dense_max"):
+        group[name] = check_int(group[name], name, minimum=1)
+    group["cg_tol"] = _check_nonneg("cg_tol", group["cg_tol"])
+
+
+def _batch(value: Any, name: str) -> Tensor:
+    """A batch of examples along dim 0: a non-empty tensor with finite (floating) entries."""
+    if not isinstance(value, Tensor):
+        raise ArgumentTypeError(f"{name} must be a torch.Tensor with examples along dim 0, got {type(value).__name__}")
+    if value.dim() == 0 or value.shape[0] == 0:
+        raise ShapeError(f"{name} must hold at least one example along dim 0, got shape {tuple(value.shape)}")
+    return check_tensor(value, name)
+
+
+class _Block:
+    """The block of a curvature over a subset ``idx`` of its ``n`` coordinates (frozen or
+    unoptimised parameters left out): :math:`F_{SS}` with products, dense form and solves."""
+
+    def __init__(self, inner: Any, idx: Tensor, n: int, params: list[int], layout: Any) -> None:
+        self.inner, self.idx, self.n = inner, idx, n
+        self._params = set(params)  # positions (in the curvature's parameter order) of the kept parameters
+        self._layout = layout
+
+    def _pad(self, v: Tensor) -> Tensor:
+        out = v.new_zeros(self.n)
+        out[self.idx] = v
+        return out
+
+    def mv(self, v: Tensor) -> Tensor:
+        return self.inner.mv(self._pad(v))[self.idx]
+
+    def to_dense(self) -> Tensor:
+        dense = self.inner if isinstance(self.inner, Tensor) else self.inner.to_dense()
+        return dense[self.idx.unsqueeze(1), self.idx.unsqueeze(0)]
+
+    def _separable(self) -> bool:
+        """Whether no block of the representation mixes kept and left-out coordinates (then the
+        solve of the whole matrix, restricted, is the solve of the block)."""
+        from ..curvature import KFAC, BlockDiagonal, Diagonal
+
+        if isinstance(self.inner, Diagonal):
+            return True
+        if isinstance(self.inner, KFAC):
+            for layer in self.inner.layers:
+                own = {layer.weight_index} | ({layer.bias_index} if layer.bias_index is not None else set())
+                if 0 < len(own & self._params) < len(own):
+                    return False
+            return True
+        if isinstance(self.inner, BlockDiagonal):
+            mask = torch.zeros(self.n, dtype=torch.bool, device=self.idx.device)
+            mask[self.idx] = True
+            return all(bool(mask[i].all()) or not bool(mask[i].any()) for i in self.inner.index)
+        return False
+
+    def solve(self, v: Tensor, damping: float) -> Tensor:
+        if not self._separable():
+            raise UnsupportedError(
+                f'solver="solve" with a {type(self.inner).__name__} curvature needs every block (layer) entirely '
+                'optimised or entirely frozen; use solver="dense" or solver="cg", which handle any subset')
+        return self.inner.solve(self._pad(v), damping)[self.idx]
 
 
 class NaturalGradient(torch.optim.Optimizer):
@@ -64,29 +125,34 @@ class NaturalGradient(torch.optim.Optimizer):
     predicted divergence :math:`\tfrac12 \Delta^\top F \Delta \le \delta`.
 
     The Fisher comes either from ``curvature_fn`` or from
-    ``fisherbook.curvature.fisher(model, inputs, likelihood, kind, ...)``. Parameters are
-    flattened in the curvature's order: that of ``model.parameters()`` when ``model`` is
-    given, the order of the parameter groups when ``curvature_fn`` is.
+    ``fisherbook.curvature.fisher(model, inputs, likelihood, kind, ...)`` on the batch given to
+    :meth:`step` (``step(closure, inputs=X, targets=y)``), or, without one, on the ``inputs`` given
+    to the constructor. Only the optimised parameters that require gradients move, and the Fisher
+    is the block over them, :math:`F_{SS}` (the other rows and columns are dropped, not solved
+    for): on a partly frozen model pass only the trainable parameters (or all; frozen ones are
+    skipped). Vectors are flattened in the curvature's order: that of ``model.parameters()`` when
+    ``model`` is given, the order of the parameter groups when ``curvature_fn`` is.
 
     Parameters
     ----------
     params : iterable
-        Parameters or parameter-group dicts, as for any :class:`torch.optim.Optimizer`.
+        Parameters or parameter-group dicts, as for any :class:`torch.optim.Optimizer`; with
+        ``model``, parameters of that model.
     lr : float
         Step size :math:`\eta \ge 0` (default 1, the Newton-like step of the natural gradient).
     damping : float
         Tikhonov damping :math:`\lambda \ge 0` added to the Fisher's diagonal.
     model : torch.nn.Module, optional
-        The model whose Fisher preconditions the step; needs ``inputs`` and ``likelihood``.
-        Its parameters (``model.parameters()``) must be exactly the optimiser's parameters.
+        The model whose Fisher preconditions the step; needs ``likelihood``.
     inputs : Tensor, optional
-        Inputs at which the Fisher is computed (mean over examples).
+        Default batch at which the Fisher is computed (mean over examples), used by steps that
+        are not given ``inputs``.
     likelihood : {"categorical", "bernoulli", "gaussian"}, optional
         Output likelihood of ``model``.
     kind : {"true", "mc", "empirical"}
         Fisher kind passed to the curvature engine; ``"empirical"`` needs ``targets``.
     targets : Tensor, optional
-        Targets for the empirical Fisher.
+        Default targets for the empirical Fisher.
     n_samples : int
         Sampled targets per example for ``kind="mc"``.
     sigma : float
@@ -98,9 +164,10 @@ class NaturalGradient(torch.optim.Optimizer):
         solver and ``"matrix_free"`` for conjugate gradient; ``solver="solve"`` uses the
         representation's own ``solve`` (for example ``"diagonal"`` or ``"kfac"``).
     curvature_fn : callable, optional
-        Alternative to ``model``: ``curvature_fn()`` returns the Fisher at the current parameters,
-        either as a dense ``(P, P)`` tensor or as an object with ``mv(v)`` (and ``to_dense()`` for
-        the dense solver, ``solve(v, damping)`` for ``solver="solve"``).
+        Alternative to ``model``: ``curvature_fn()`` returns the Fisher at the current parameters
+        over all the optimiser's parameters (in group order), either as a dense ``(P, P)`` tensor
+        or as an object with ``mv(v)`` (and ``to_dense()`` for the dense solver,
+        ``solve(v, damping)`` for ``solver="solve"``).
     solver : {"auto", "dense", "cg", "solve"}
         ``"dense"``: Cholesky solve of the damped dense Fisher; ``"cg"``: conjugate gradient on
         Fisher-vector products; ``"solve"``: the curvature object's ``solve(v, damping)``;
@@ -116,13 +183,21 @@ class NaturalGradient(torch.optim.Optimizer):
     dense_max : int
         Largest parameter count for which ``solver="auto"`` forms the dense Fisher.
 
+    All hyper-parameters live in ``param_groups`` (and ``defaults``). ``lr`` and ``damping`` are
+    per group; the others are settings of the whole optimiser, one value in every group (a group
+    added with :meth:`add_param_group` that sets another raises).
+
     Raises
     ------
-    ValueError
+    InvalidArgumentError
         For a negative ``lr`` or ``damping``, a non-positive ``max_kl``, an unknown ``solver``,
-        ``likelihood`` or ``kind``, both or neither of ``model`` and ``curvature_fn``, a ``model``
-        whose parameters differ from ``params``, and (at :meth:`step`) a Fisher whose
-        shape does not match the number of parameters or a non-finite gradient.
+        ``likelihood`` or ``kind``, both or neither of ``model`` and ``curvature_fn``, ``params``
+        that are not parameters of ``model``, and (at :meth:`step`) a Fisher whose shape does not
+        match the number of parameters or a missing batch.
+    ArgumentTypeError
+        For hyper-parameters or batches of the wrong type.
+    ShapeError, NonFiniteError
+        At :meth:`step`, for an empty batch, or NaN or infinite inputs, targets or gradients.
 
     Notes
     -----
@@ -149,6 +224,20 @@ class NaturalGradient(torch.optim.Optimizer):
     >>> _ = opt.step(closure)
     >>> torch.allclose(w, torch.tensor([1.0, 2.0], dtype=torch.float64))
     True
+
+    A model trained on mini-batches: each step's Fisher is that of its own batch.
+
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> net = torch.nn.Linear(4, 3).double()
+    >>> opt = NaturalGradient(net.parameters(), lr=0.5, damping=1e-2, model=net, likelihood="categorical")
+    >>> for _ in range(3):
+    ...     xb, yb = torch.randn(16, 4, dtype=torch.float64), torch.randint(0, 3, (16,))
+    ...     opt.zero_grad()
+    ...     torch.nn.functional.cross_entropy(net(xb), yb).backward()
+    ...     _ = opt.step(inputs=xb)
+    >>> opt.state[net.weight]["step"]
+    3
     """
 
     def __init__(
@@ -174,126 +263,186 @@ class NaturalGradient(torch.optim.Optimizer):
         cg_tol: float = 1e-10,
         dense_max: int = 4096,
     ) -> None:
-        lr = _check_nonneg("lr", lr)
-        damping = _check_nonneg("damping", damping)
-        if solver not in _SOLVERS:
-            raise ValueError(f"solver must be one of {_SOLVERS}, got {solver!r}")
-        if max_kl is not None:
-            max_kl = _check_nonneg("max_kl", max_kl, allow_zero=False)
-        self.update_every = _check_positive_int("update_every", update_every)
-        self.cg_max_iter = _check_positive_int("cg_max_iter", cg_max_iter)
-        self.cg_tol = _check_nonneg("cg_tol", cg_tol)
-        self.dense_max = _check_positive_int("dense_max", dense_max)
-        self.max_kl = max_kl
-        super().__init__(params, {"lr": lr, "damping": damping})
-        for group in self.param_groups:  # groups given as dicts may override the defaults
-            group["lr"] = _check_nonneg("lr", group["lr"])
-            group["damping"] = _check_nonneg("damping", group["damping"])
-        group_params = [p for group in self.param_groups for p in group["params"]]
-        self.numel = sum(p.numel() for p in group_params)
+        defaults = dict(lr=lr, damping=damping, solver=solver, max_kl=max_kl, update_every=update_every,
+                        cg_max_iter=cg_max_iter, cg_tol=cg_tol, dense_max=dense_max)
+        _check_group(dict(defaults))  # name a bad argument before torch's own checks
+        super().__init__(params, defaults)
 
         if (model is None) == (curvature_fn is None):
-            raise ValueError("give exactly one of model (with inputs and likelihood) or curvature_fn")
+            raise InvalidArgumentError("give exactly one of model (with inputs and likelihood) or curvature_fn")
+        self._model = model
+        self._curvature_fn = curvature_fn
         if curvature_fn is not None:
             if not callable(curvature_fn):
-                raise TypeError(f"curvature_fn must be callable, got {type(curvature_fn).__name__}")
-            self._order = group_params
-            self._curvature_fn: Callable[[], Any] = curvature_fn
+                raise ArgumentTypeError(f"curvature_fn must be callable, got {type(curvature_fn).__name__}")
         else:
             if not isinstance(model, nn.Module):
-                raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-            if not isinstance(inputs, Tensor):
-                raise ValueError("model needs inputs (a tensor) to compute its Fisher")
-            if likelihood not in _LIKELIHOODS:
-                raise ValueError(f"likelihood must be one of {_LIKELIHOODS}, got {likelihood!r}")
-            if kind not in _KINDS:
-                raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
-            if kind == "empirical" and targets is None:
-                raise ValueError('kind="empirical" needs targets')
-            model_params = list(model.parameters())  # the curvature engine's order and coverage
-            if {id(p) for p in model_params} != {id(p) for p in group_params} or len(model_params) != len(
-                group_params
-            ):
-                raise ValueError(
-                    "params must be exactly the parameters of model, model.parameters() "
-                    f"({len(model_params)} tensors, {sum(p.numel() for p in model_params)} elements); "
-                    f"got {len(group_params)} tensors, {self.numel} elements"
-                )
-            self._order = model_params
-            if representation is None:
-                dense = solver == "dense" or (solver == "auto" and self.numel <= self.dense_max)
-                if solver == "solve":
-                    raise ValueError('solver="solve" needs a representation, e.g. "diagonal" or "kfac"')
-                representation = "dense" if dense else "matrix_free"
-
-            def from_model() -> Any:
-                from ..curvature import fisher  # optim depends on curvature, never the reverse
-
-                return fisher(
-                    model,
-                    inputs,
-                    likelihood=likelihood,
-                    kind=kind,
-                    targets=targets,
-                    representation=representation,
-                    n_samples=n_samples,
-                    sigma=sigma,
-                    generator=generator,
-                )
-
-            self._curvature_fn = from_model
-        self.solver = solver
+                raise ArgumentTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+            check_option(likelihood, "likelihood", _LIKELIHOODS)
+            check_option(kind, "kind", _KINDS)
+            n_samples = check_int(n_samples, "n_samples", minimum=1)
+            sigma = check_real(sigma, "sigma", low=0.0, open_low=True)
+            if generator is not None and not isinstance(generator, torch.Generator):
+                raise ArgumentTypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+            if representation is not None:
+                representation = check_option(representation, "representation",
+                                              ("dense", "diagonal", "block_diagonal", "kfac", "matrix_free"))
+            elif solver == "solve":
+                raise InvalidArgumentError('solver="solve" needs a representation, e.g. "diagonal" or "kfac"')
+            self._check_params_in_model()
+        self._inputs = None if inputs is None else _batch(inputs, "inputs")
+        self._targets = None if targets is None else _batch(targets, "targets")
+        if kind == "empirical" and self._inputs is not None and self._targets is None:
+            raise InvalidArgumentError('kind="empirical" needs targets with the default inputs (or pass both to step)')
+        self._likelihood = likelihood
+        self._kind = kind
+        self._n_samples = n_samples
+        self._sigma = sigma
+        self._generator = generator
+        self._representation = representation
         self._curvature: Any = None
         self._factor: tuple[Any, Tensor] | None = None
         self._factor_is_chol = True
 
-    # -- helpers -------------------------------------------------------------------------------
+    # -- groups and coordinates ----------------------------------------------------------------
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a param group (torch.optim protocol); its parameters join the next solve.
+
+        ``lr`` and ``damping`` may differ from the other groups'; the other settings must equal the
+        first group's.
+        """
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        _check_group(group)
+        first = self.param_groups[0]
+        for key in _MODEL_WIDE:
+            if group[key] != first[key]:
+                raise InvalidArgumentError(
+                    f"{key} is a setting of the whole NaturalGradient optimiser: every param group must have the "
+                    f"first group's value {first[key]!r}, got {group[key]!r}")
+        if getattr(self, "_model", None) is not None:
+            self._check_params_in_model()
+        self._curvature = None
+        self._factor = None
+
+    def _check_params_in_model(self) -> None:
+        assert self._model is not None
+        model_ids = {id(p) for p in self._model.parameters()}
+        foreign = [p for g in self.param_groups for p in g["params"] if id(p) not in model_ids]
+        if foreign:
+            raise InvalidArgumentError(
+                f"params must be parameters of model (its Fisher preconditions them); got {len(foreign)} tensor(s) "
+                f"of {sum(p.numel() for p in foreign)} elements that are not among model.parameters()")
+
+    def _hp(self, key: str) -> Any:
+        return self.param_groups[0][key]
+
+    solver = property(lambda self: self._hp("solver"), doc="The linear solver (a model-wide setting).")
+    max_kl = property(lambda self: self._hp("max_kl"), doc="Trust-region radius, or None.")
+    update_every = property(lambda self: self._hp("update_every"), doc="Period of the curvature refresh.")
+    cg_max_iter = property(lambda self: self._hp("cg_max_iter"), doc="Conjugate-gradient iteration cap.")
+    cg_tol = property(lambda self: self._hp("cg_tol"), doc="Conjugate-gradient tolerance.")
+    dense_max = property(lambda self: self._hp("dense_max"), doc="Largest P for the automatic dense solver.")
+
+    def _coordinates(self) -> tuple[list[Tensor], list[Tensor], list[int]]:
+        """(the curvature's parameters in its order, the parameters that move, their positions)."""
+        mine = {id(p) for g in self.param_groups for p in g["params"]}
+        if self._model is not None:
+            full: list[Tensor] = list(self._model.parameters())
+        else:
+            full = [p for g in self.param_groups for p in g["params"]]
+        positions = [k for k, p in enumerate(full) if id(p) in mine and p.requires_grad]
+        return full, [full[k] for k in positions], positions
+
+    @property
+    def numel(self) -> int:
+        """Number of parameter elements that move (optimised and requiring gradients)."""
+        return sum(p.numel() for p in self._coordinates()[1])
+
     @property
     def _anchor(self) -> Tensor:
         """The parameter whose ``state`` entry holds the optimiser's global state."""
         return self.param_groups[0]["params"][0]
 
-    def _resolved_solver(self) -> str:
-        if self.solver != "auto":
-            return self.solver
-        return "dense" if self.numel <= self.dense_max else "cg"
+    def _resolved_solver(self, numel: int | None = None) -> str:
+        solver = self._hp("solver")
+        numel = self.numel if numel is None else numel
+        if solver != "auto":
+            return solver
+        return "dense" if numel <= self._hp("dense_max") else "cg"
 
-    def _flat_grad(self) -> Tensor:
-        parts = []
-        for p in self._order:
+    @staticmethod
+    def _flat_grad(params: list[Tensor]) -> Tensor:
+        grads = []
+        for p in params:
             g = p.grad if p.grad is not None else torch.zeros_like(p)
             if g.is_sparse:
-                raise ValueError("NaturalGradient does not support sparse gradients")
-            parts.append(g.reshape(-1))
-        g = torch.cat(parts)
+                raise UnsupportedError("NaturalGradient does not support sparse gradients")
+            grads.append(g)
+        g = parameters_to_vector(grads)
         if not bool(torch.isfinite(g).all()):
-            raise ValueError("the gradient has non-finite entries (NaN or inf); check the loss")
+            raise NonFiniteError("the gradient has non-finite entries (NaN or inf); check the loss")
         return g
 
-    def _damping_vector(self, like: Tensor) -> Tensor | float:
+    def _per_element(self, key: str, params: list[Tensor], like: Tensor) -> Tensor:
+        by_param = {id(p): group[key] for group in self.param_groups for p in group["params"]}
+        return torch.cat([torch.full((p.numel(),), by_param[id(p)], dtype=like.dtype, device=like.device)
+                          for p in params])
+
+    def _damping_vector(self, params: list[Tensor], like: Tensor) -> Tensor | float:
         """Per-element damping in curvature order (a float when all groups agree)."""
         values = {group["damping"] for group in self.param_groups}
         if len(values) == 1:
             return float(values.pop())
-        by_param = {id(p): group["damping"] for group in self.param_groups for p in group["params"]}
-        return torch.cat([torch.full((p.numel(),), by_param[id(p)], dtype=like.dtype, device=like.device) for p in self._order])
+        return self._per_element("damping", params, like)
 
-    def _lr_vector(self, like: Tensor) -> Tensor:
-        by_param = {id(p): group["lr"] for group in self.param_groups for p in group["params"]}
-        return torch.cat([torch.full((p.numel(),), by_param[id(p)], dtype=like.dtype, device=like.device) for p in self._order])
-
-    def _fetch_curvature(self, like: Tensor) -> Any:
-        curvature = self._curvature_fn()
+    # -- the curvature -------------------------------------------------------------------------
+    def _fetch_curvature(self, full: list[Tensor], positions: list[int], like: Tensor, solver: str,
+                         inputs: Tensor | None, targets: Tensor | None) -> Any:
+        n_full = sum(p.numel() for p in full)
+        if self._curvature_fn is not None:
+            curvature = self._curvature_fn()
+            layout = None
+        else:
+            curvature, layout = self._model_curvature(solver, n_full, inputs, targets)
         if isinstance(curvature, Tensor):
-            if curvature.shape != (self.numel, self.numel):
-                raise ValueError(
-                    f"the Fisher must be a ({self.numel}, {self.numel}) matrix for {self.numel} parameters, "
+            if curvature.shape != (n_full, n_full):
+                raise ShapeError(
+                    f"the Fisher must be a ({n_full}, {n_full}) matrix for {n_full} parameters, "
                     f"got shape {tuple(curvature.shape)}"
                 )
-            return curvature.to(dtype=like.dtype, device=like.device)
-        if not hasattr(curvature, "mv"):
-            raise TypeError(f"curvature must be a tensor or have an mv method, got {type(curvature).__name__}")
-        return curvature
+            curvature = curvature.to(dtype=like.dtype, device=like.device)
+        elif not hasattr(curvature, "mv"):
+            raise ArgumentTypeError(f"curvature must be a tensor or have an mv method, got {type(curvature).__name__}")
+        if len(positions) == len(full):
+            return curvature
+        offsets = [0]
+        for p in full:
+            offsets.append(offsets[-1] + p.numel())
+        idx = torch.cat([torch.arange(offsets[k], offsets[k + 1]) for k in positions]).to(like.device)
+        block = _Block(curvature, idx, n_full, positions, layout)
+        return block.to_dense() if isinstance(curvature, Tensor) else block
+
+    def _model_curvature(self, solver: str, n_full: int, inputs: Tensor | None,
+                         targets: Tensor | None) -> tuple[Any, Any]:
+        from ..curvature import fisher  # optim depends on curvature, never the reverse
+
+        x = inputs if inputs is not None else self._inputs
+        if x is None:
+            raise InvalidArgumentError("NaturalGradient(model=...) needs a batch for the Fisher: pass inputs= to "
+                                       "step() (or a default inputs= to the constructor)")
+        y = targets if targets is not None else self._targets
+        if self._kind == "empirical" and y is None:
+            raise InvalidArgumentError('kind="empirical" needs targets: pass targets= to step() or the constructor')
+        representation = self._representation
+        if representation is None:
+            representation = "dense" if solver == "dense" else "matrix_free"
+        assert self._model is not None
+        assert self._likelihood is not None  # checked in the constructor
+        curvature = fisher(self._model, x, likelihood=self._likelihood, kind=self._kind, targets=y,
+                           representation=representation, n_samples=self._n_samples, sigma=self._sigma,
+                           generator=self._generator)
+        return curvature, curvature.layout
 
     def _mv(self, curvature: Any, v: Tensor) -> Tensor:
         if isinstance(curvature, Tensor):
@@ -303,25 +452,26 @@ class NaturalGradient(torch.optim.Optimizer):
                 out = curvature.mv(v)
             out = out.detach()
         if out.shape != v.shape:
-            raise ValueError(
-                f"the Fisher-vector product has shape {tuple(out.shape)}, expected ({self.numel},): "
+            raise ShapeError(
+                f"the Fisher-vector product has shape {tuple(out.shape)}, expected ({v.numel()},): "
                 "the curvature does not match the optimiser's parameters"
             )
         return out
 
     def _dense(self, curvature: Any, like: Tensor) -> Tensor:
         dense = curvature if isinstance(curvature, Tensor) else curvature.to_dense()
-        if dense.shape != (self.numel, self.numel):
-            raise ValueError(
-                f"the Fisher must be a ({self.numel}, {self.numel}) matrix for {self.numel} parameters, "
-                f"got shape {tuple(dense.shape)}"
+        n = like.numel()
+        if dense.shape != (n, n):
+            raise ShapeError(
+                f"the Fisher must be a ({n}, {n}) matrix for {n} parameters, got shape {tuple(dense.shape)}"
             )
         return dense.to(dtype=like.dtype, device=like.device)
 
     def _dense_solve(self, fisher: Tensor, g: Tensor, damping: Tensor | float, stamp: Any) -> Tensor:
         key = (stamp, damping if isinstance(damping, float) else tuple(damping.tolist()))
         if self._factor is None or self._factor[0] != key:
-            a = fisher + torch.diag(torch.broadcast_to(torch.as_tensor(damping, dtype=g.dtype, device=g.device), g.shape))
+            lam = torch.broadcast_to(torch.as_tensor(damping, dtype=g.dtype, device=g.device), g.shape)
+            a = fisher + torch.diag(lam)
             a = 0.5 * (a + a.T)
             undamped = damping == 0.0 if isinstance(damping, float) else not bool(damping.any())
             chol, info = torch.linalg.cholesky_ex(a)
@@ -337,16 +487,25 @@ class NaturalGradient(torch.optim.Optimizer):
 
     # -- torch.optim protocol ------------------------------------------------------------------
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore the optimiser; cached non-dense curvature is dropped and recomputed next step."""
+        """Restore the optimiser; cached non-dense curvature is dropped and recomputed next step.
+
+        The hyper-parameters of the saved ``param_groups`` win over the constructor's, as for any
+        torch optimiser; a state saved before they lived in the groups takes the constructor's.
+        """
+        state_dict = dict(state_dict)
+        groups = [dict(g) for g in state_dict["param_groups"]]
+        for g in groups:
+            for key in _MODEL_WIDE:
+                g.setdefault(key, self.defaults[key])
+            _check_group(g)
+        state_dict["param_groups"] = groups
         super().load_state_dict(state_dict)
         self._curvature = None
         self._factor = None
-        for group in self.param_groups:
-            _check_nonneg("lr", group["lr"])
-            _check_nonneg("damping", group["damping"])
 
     @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+    def step(self, closure: Callable[[], Any] | None = None, *, inputs: Tensor | None = None,
+             targets: Tensor | None = None) -> Any:
         """Take one natural-gradient step.
 
         Parameters
@@ -354,75 +513,93 @@ class NaturalGradient(torch.optim.Optimizer):
         closure : callable, optional
             Re-evaluates the model, calls ``backward`` and returns the loss (it should zero the
             gradients first). Without it the parameters' current ``.grad`` is used.
+        inputs : Tensor, optional
+            The batch at which the model's Fisher is computed on this step (``model`` mode; the
+            constructor's ``inputs`` when omitted). Used on the steps that refresh the curvature
+            (every ``update_every``-th).
+        targets : Tensor, optional
+            The batch's targets, for ``kind="empirical"``.
 
         Returns
         -------
         Any
             The closure's loss, or ``None``.
         """
+        if inputs is not None:
+            if self._model is None:
+                raise InvalidArgumentError("inputs= is for NaturalGradient(model=...); curvature_fn takes no batch")
+            inputs = _batch(inputs, "inputs")
+        if targets is not None:
+            targets = _batch(targets, "targets")
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        g = self._flat_grad()
+        full, active, positions = self._coordinates()
+        if not active:
+            return loss
+        g = self._flat_grad(active)
         state = self.state[self._anchor]
         step = int(state.get("step", 0))
-        solver = self._resolved_solver()
+        solver = self._resolved_solver(g.numel())
 
-        refresh = step % self.update_every == 0 or "curvature_step" not in state
+        refresh = (step % self._hp("update_every") == 0 or "curvature_step" not in state
+                   or state.get("coordinates") != positions)
         if solver == "dense":
             if refresh or "fisher" not in state:
                 with torch.enable_grad():
-                    state["fisher"] = self._dense(self._fetch_curvature(g), g)
+                    curvature = self._fetch_curvature(full, positions, g, solver, inputs, targets)
+                    state["fisher"] = self._dense(curvature, g)
                 state["curvature_step"] = step
             curvature = state["fisher"]
         else:
             if refresh or self._curvature is None:
                 with torch.enable_grad():
-                    self._curvature = self._fetch_curvature(g)
+                    self._curvature = self._fetch_curvature(full, positions, g, solver, inputs, targets)
                 state["curvature_step"] = step
             curvature = self._curvature
+        state["coordinates"] = positions
 
-        damping = self._damping_vector(g)
+        damping = self._damping_vector(active, g)
         if solver == "dense":
-            direction = self._dense_solve(curvature, g, damping, state["curvature_step"])
+            direction = self._dense_solve(curvature, g, damping, (state["curvature_step"], tuple(positions)))
         elif solver == "cg":
             result = conjugate_gradient(
-                lambda v: self._mv(curvature, v), g, damping=damping, max_iter=self.cg_max_iter, tol=self.cg_tol
+                lambda v: self._mv(curvature, v), g, damping=damping, max_iter=self._hp("cg_max_iter"),
+                tol=self._hp("cg_tol"),
             )
             direction = result.solution
             state["cg_iterations"] = result.iterations
             state["cg_relative_residual"] = result.residual_norms[-1] / max(result.residual_norms[0], 1e-300)
         else:  # "solve"
             if not isinstance(damping, float):
-                raise ValueError('solver="solve" needs the same damping in every parameter group')
+                raise InvalidArgumentError('solver="solve" needs the same damping in every parameter group')
             if isinstance(curvature, Tensor):
-                direction = self._dense_solve(curvature, g, damping, state["curvature_step"])
+                direction = self._dense_solve(curvature, g, damping, (state["curvature_step"], tuple(positions)))
             else:
                 if not hasattr(curvature, "solve"):
-                    raise TypeError(f'solver="solve" needs a curvature with a solve method, got {type(curvature).__name__}')
+                    raise ArgumentTypeError(
+                        f'solver="solve" needs a curvature with a solve method, got {type(curvature).__name__}')
                 with torch.enable_grad():
                     direction = curvature.solve(g, damping).detach()
                 if direction.shape != g.shape:
-                    raise ValueError(
-                        f"curvature.solve returned shape {tuple(direction.shape)}, expected ({self.numel},)"
+                    raise ShapeError(
+                        f"curvature.solve returned shape {tuple(direction.shape)}, expected ({g.numel()},)"
                     )
 
-        delta = -self._lr_vector(g) * direction
+        delta = -self._per_element("lr", active, g) * direction
         scale = 1.0
-        if self.max_kl is not None:
+        max_kl = self._hp("max_kl")
+        if max_kl is not None:
             kl = 0.5 * float(torch.dot(delta, self._mv(curvature, delta)))
-            if kl > self.max_kl:
-                scale = math.sqrt(self.max_kl / kl)
+            if kl > max_kl:
+                scale = math.sqrt(max_kl / kl)
                 delta = delta * scale
             state["kl"] = kl * scale**2
         state["scale"] = scale
 
-        offset = 0
-        for p in self._order:
-            n = p.numel()
-            p.add_(delta[offset : offset + n].view_as(p))
-            offset += n
+        for p, d in zip(active, torch.split(delta, [p.numel() for p in active])):
+            p.add_(d.view_as(p))
         state["step"] = step + 1
         return loss
 
