@@ -12,6 +12,12 @@ target (``kind="empirical"``). Vectors are flat parameter vectors in
 ``torch.nn.utils.parameters_to_vector(model.parameters())`` order; ``F.unflatten(vec)`` splits one
 into tensors shaped like the parameters. Results follow the model's dtype and device.
 
+Data may come as one tensor or in batches (a ``DataLoader`` or any iterable of batches): the
+result is the same mean over all examples, with memory for one batch's statistics. Every
+representation is an operator: ``F @ v``, ``v @ F``, ``F + G``, ``c * F``, ``F.T``,
+``F.to_scipy()`` (a ``scipy.sparse.linalg.LinearOperator``), ``vTMv``, ``frobenius_norm``,
+``trace``, ``solve(v, damping=...)`` and, where cheap, ``inverse`` and ``logdet``.
+
 Examples
 --------
 >>> import torch
@@ -26,8 +32,10 @@ Examples
 from __future__ import annotations
 
 from .api import REPRESENTATIONS, fisher
+from .checks import check_model
 from .likelihoods import KINDS, LIKELIHOODS, Bernoulli, Categorical, Gaussian, Likelihood
-from .per_example import per_example_grads
+from .operators import Inverse, Scaled, Sum
+from .per_example import UnstructuredError, per_example_grads
 from .representations import KFAC, BlockDiagonal, CurvatureMatrix, Dense, Diagonal, MatrixFree
 
 __all__ = [
@@ -39,6 +47,11 @@ __all__ = [
     "BlockDiagonal",
     "KFAC",
     "MatrixFree",
+    "Sum",
+    "Scaled",
+    "Inverse",
+    "check_model",
+    "UnstructuredError",
     "Likelihood",
     "Categorical",
     "Bernoulli",

@@ -26,6 +26,9 @@ import math
 import torch
 from torch import Tensor
 
+from .._validate import check_real
+from ..errors import ArgumentTypeError, InvalidArgumentError, NonFiniteError, ShapeError
+
 __all__ = ["Likelihood", "Categorical", "Bernoulli", "Gaussian", "get_likelihood", "KINDS", "LIKELIHOODS"]
 
 KINDS = ("true", "mc", "empirical")
@@ -94,10 +97,10 @@ class Likelihood:
             return s.permute(1, 2, 0) / math.sqrt(n_samples)
         if kind == "empirical":
             if targets is None:
-                raise ValueError("targets is required for kind='empirical' (one target per example)")
+                raise InvalidArgumentError("targets is required for kind='empirical' (one target per example)")
             y = self.check_targets(f, targets)
             return self.score(f, y.unsqueeze(0)).permute(1, 2, 0)
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        raise InvalidArgumentError(f"kind must be one of {KINDS}, got {kind!r}")
 
 
 class Categorical(Likelihood):
@@ -113,15 +116,16 @@ class Categorical(Likelihood):
 
     def check_targets(self, f: Tensor, targets: Tensor) -> Tensor:
         if not isinstance(targets, Tensor):
-            raise TypeError(f"targets must be a torch.Tensor of class indices, got {type(targets).__name__}")
+            raise ArgumentTypeError(f"targets must be a torch.Tensor of class indices, got {type(targets).__name__}")
         if targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool:
-            raise TypeError(f"targets for likelihood='categorical' must be integer class indices, got {targets.dtype}")
+            raise ArgumentTypeError(f"targets for likelihood='categorical' must be integer class indices, "
+                                    f"got {targets.dtype}")
         n, k = f.shape
         if targets.shape != (n,):
-            raise ValueError(f"targets must have shape ({n},) (one class index per example), "
+            raise ShapeError(f"targets must have shape ({n},) (one class index per example), "
                              f"got {tuple(targets.shape)}")
         if n and (targets.min() < 0 or targets.max() >= k):
-            raise ValueError(f"targets must be class indices in [0, {k - 1}], got range "
+            raise InvalidArgumentError(f"targets must be class indices in [0, {k - 1}], got range "
                              f"[{int(targets.min())}, {int(targets.max())}]")
         return targets.to(f.device)
 
@@ -171,12 +175,16 @@ class Categorical(Likelihood):
 def _output_shaped(f: Tensor, targets: Tensor, what: str) -> Tensor:
     """``targets`` reshaped to the model output ``f`` (N, K), on its device and dtype, or a named error."""
     if not isinstance(targets, Tensor):
-        raise TypeError(f"targets must be a torch.Tensor of {what}, got {type(targets).__name__}")
+        raise ArgumentTypeError(f"targets must be a torch.Tensor of {what}, got {type(targets).__name__}")
     n, k = f.shape
     if targets.numel() != n * k or targets.shape[:1] != (n,):
-        raise ValueError(f"targets must have the model output's shape ({n} examples, {k} outputs each), "
+        raise ShapeError(f"targets must have the model output's shape ({n} examples, {k} outputs each), "
                          f"got {tuple(targets.shape)}")
-    return targets.reshape(n, k).to(device=f.device, dtype=f.dtype)
+    out = targets.reshape(n, k).to(device=f.device, dtype=f.dtype)
+    if not bool(torch.isfinite(out).all()):
+        raise NonFiniteError(f"targets must be finite; they have {int((~torch.isfinite(out)).sum())} NaN or infinite "
+                             "entries")
+    return out
 
 
 class Bernoulli(Likelihood):
@@ -190,7 +198,7 @@ class Bernoulli(Likelihood):
     def check_targets(self, f: Tensor, targets: Tensor) -> Tensor:
         t = _output_shaped(f, targets, "0/1 labels")
         if not bool(((t == 0) | (t == 1)).all()):
-            raise ValueError("targets for likelihood='bernoulli' must be 0 or 1")
+            raise InvalidArgumentError("targets for likelihood='bernoulli' must be 0 or 1")
         return t
 
     def log_prob(self, f: Tensor, y: Tensor) -> Tensor:
@@ -221,16 +229,13 @@ class Gaussian(Likelihood):
     name = "gaussian"
 
     def __init__(self, sigma: float = 1.0) -> None:
-        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)):
-            raise TypeError(f"sigma must be a positive float, got {type(sigma).__name__}")
-        if not (math.isfinite(sigma) and sigma > 0):
-            raise ValueError(f"sigma must be a finite positive float (0 < sigma < inf), got {sigma}")
+        sigma = check_real(sigma, "sigma", low=0.0, open_low=True)  # NumPy scalars accepted
         self.sigma = float(sigma)
 
     def check_targets(self, f: Tensor, targets: Tensor) -> Tensor:
         t = _output_shaped(f, targets, "real values")
         if not bool(torch.isfinite(t).all()):
-            raise ValueError("targets for likelihood='gaussian' must be finite")
+            raise NonFiniteError("targets for likelihood='gaussian' must be finite")
         return t
 
     def log_prob(self, f: Tensor, y: Tensor) -> Tensor:
@@ -258,11 +263,11 @@ def get_likelihood(likelihood: str | Likelihood, sigma: float = 1.0) -> Likeliho
     if isinstance(likelihood, Likelihood):
         return likelihood
     if not isinstance(likelihood, str):
-        raise TypeError(f"likelihood must be one of {LIKELIHOODS}, got {type(likelihood).__name__}")
+        raise ArgumentTypeError(f"likelihood must be one of {LIKELIHOODS}, got {type(likelihood).__name__}")
     if likelihood == "categorical":
         return Categorical()
     if likelihood == "bernoulli":
         return Bernoulli()
     if likelihood == "gaussian":
         return Gaussian(sigma)
-    raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
+    raise InvalidArgumentError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")

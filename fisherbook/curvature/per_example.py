@@ -6,28 +6,34 @@ Two engines produce the same objects.
 Jacobians :math:`J_n` by ``torch.func.vmap(jacrev(...))`` over chunks of examples, turned into
 *pseudo-gradients* :math:`g_{nc} = J_n^\top S_{n,:,c}` (one per example and factor column).
 
-*Structured* (every parameter belongs to an ``nn.Linear`` called once on 2-D input): one forward
+*Structured* (every parameter belongs to an ``nn.Linear`` called once on 2-D input or an
+``nn.Conv2d`` with ``groups=1`` called once on 4-D input): one forward
 pass records each layer's input :math:`a_n` (with a ones-column appended when the layer has a bias,
 :math:`\bar a_n`), and one batched backward pass pushes all :math:`C` factor columns back to each
 layer's output at once (``torch.autograd.grad(..., is_grads_batched=True)``), giving
 :math:`b_{nc} = (\partial f_n / \partial z_n)^\top S_{n,:,c}`. The pseudo-gradient of the layer's
 weight and bias is then :math:`b_{nc} \bar a_n^\top`, with no Python loop over examples or classes.
+An ``nn.Conv2d`` weight acts as a matrix on the unfolded input patches :math:`\bar a_{n,t}` at its
+:math:`T` output positions (im2col), and its pseudo-gradient is
+:math:`\sum_t b_{nc,t} \bar a_{n,t}^\top`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, jacrev, vmap
 
+from ..errors import ArgumentTypeError, ShapeError, UnsupportedError
 from .likelihoods import Likelihood
 
 __all__ = ["ParamLayout", "LinearStats", "model_outputs", "generic_pseudo_grads", "linear_layout", "linear_stats",
            "per_example_grads", "SUPPORTED_LAYERS"]
 
-SUPPORTED_LAYERS = ("nn.Linear",)
+SUPPORTED_LAYERS = ("nn.Linear", "nn.Conv2d (groups=1, zero or numeric padding)")
 KFAC_LAYERS = ("nn.Linear", "nn.Conv2d (groups=1, zero or numeric padding)")
 _CHUNK_ELEMENTS = 2**23  # per-chunk budget for (examples x columns x parameters) tensors
 
@@ -47,7 +53,7 @@ class ParamLayout:
     def from_model(cls, model: nn.Module) -> ParamLayout:
         named = list(model.named_parameters())
         if not named:
-            raise ValueError("model has no parameters: there is no Fisher matrix to compute")
+            raise UnsupportedError("model has no parameters: there is no Fisher matrix to compute")
         names = [n for n, _ in named]
         shapes = [p.shape for _, p in named]
         offsets, total = [], 0
@@ -57,29 +63,36 @@ class ParamLayout:
         dtypes = {p.dtype for _, p in named}
         devices = {p.device for _, p in named}
         if len(dtypes) != 1 or len(devices) != 1:
-            raise TypeError(f"all model parameters must share one dtype and device, got {dtypes} and {devices}")
+            raise ArgumentTypeError(f"all model parameters must share one dtype and device, got {dtypes} and {devices}")
         dtype = dtypes.pop()
         if not dtype.is_floating_point:
-            raise TypeError(f"model parameters must be floating point, got {dtype}")
+            raise ArgumentTypeError(f"model parameters must be floating point, got {dtype}")
         return cls(names, shapes, offsets, total, dtype, devices.pop())
 
     def unflatten(self, vec: Tensor) -> list[Tensor]:
         """Split a flat vector (last dimension ``numel``) into tensors shaped like the parameters."""
         if not isinstance(vec, Tensor):
-            raise TypeError(f"vec must be a torch.Tensor, got {type(vec).__name__}")
+            raise ArgumentTypeError(f"vec must be a torch.Tensor, got {type(vec).__name__}")
         if vec.shape[-1:] != (self.numel,):
-            raise ValueError(f"vec must have last dimension {self.numel} (the number of parameters), "
+            raise ShapeError(f"vec must have last dimension {self.numel} (the number of parameters), "
                              f"got shape {tuple(vec.shape)}")
         lead = vec.shape[:-1]
         return [vec[..., o:o + s.numel()].reshape(*lead, *s) for o, s in zip(self.offsets, self.shapes)]
 
 
-def prepare_inputs(inputs: Tensor, layout: ParamLayout) -> Tensor:
-    """Check ``inputs`` and move floating-point inputs to the model's dtype and device."""
+def prepare_inputs(inputs: Tensor, layout: ParamLayout, name: str = "inputs") -> Tensor:
+    """Check ``inputs`` (a non-empty, finite tensor) and move floating-point inputs to the model's
+    dtype and device; ``name`` is the argument named in error messages."""
     if not isinstance(inputs, Tensor):
-        raise TypeError(f"inputs must be a torch.Tensor with examples along dim 0, got {type(inputs).__name__}")
+        raise ArgumentTypeError(f"{name} must be a torch.Tensor with examples along dim 0, got {type(inputs).__name__}")
     if inputs.dim() == 0 or inputs.shape[0] == 0:
-        raise ValueError(f"inputs must have at least one example along dim 0, got shape {tuple(inputs.shape)}")
+        raise ShapeError(f"{name} must have at least one example along dim 0, got shape {tuple(inputs.shape)}")
+    if inputs.is_floating_point() or inputs.is_complex():
+        bad = ~torch.isfinite(inputs)
+        if bool(bad.any()):
+            from ..errors import NonFiniteError
+
+            raise NonFiniteError(f"{name} must be finite; it has {int(bad.sum())} NaN or infinite entries")
     if inputs.is_floating_point():
         return inputs.to(device=layout.device, dtype=layout.dtype)
     return inputs.to(device=layout.device)
@@ -87,7 +100,7 @@ def prepare_inputs(inputs: Tensor, layout: ParamLayout) -> Tensor:
 
 def _as_2d(out: Tensor, n: int) -> Tensor:
     if out.dim() == 0 or out.shape[0] != n:
-        raise ValueError(f"model output must have the {n} examples along dim 0, got shape {tuple(out.shape)}")
+        raise ShapeError(f"model output must have the {n} examples along dim 0, got shape {tuple(out.shape)}")
     return out.reshape(n, -1)
 
 
@@ -97,13 +110,13 @@ def model_outputs(model: nn.Module, inputs: Tensor) -> Tensor:
         return _as_2d(model(inputs), inputs.shape[0])
 
 
-def _chunks(n: int, per_example: int):
+def _chunks(n: int, per_example: int) -> Iterator[slice]:
     size = max(1, _CHUNK_ELEMENTS // max(1, per_example))
     for start in range(0, n, size):
         yield slice(start, min(n, start + size))
 
 
-def generic_pseudo_grads(model: nn.Module, inputs: Tensor, factors: Tensor, layout: ParamLayout):
+def generic_pseudo_grads(model: nn.Module, inputs: Tensor, factors: Tensor, layout: ParamLayout) -> Iterator[Tensor]:
     r"""Yield chunks of pseudo-gradients :math:`g_{nc} = J_n^\top S_{n,:,c}`, shape ``(n, C, P)``.
 
     Uses ``torch.func``: ``vmap`` over examples of ``jacrev`` of the single-example output.
@@ -162,8 +175,8 @@ def _conv_ok(module: nn.Module) -> bool:
 
 def linear_layout(model: nn.Module, layout: ParamLayout, representation: str | None = None,
                   allow_conv: bool = False) -> list[LinearLayer]:
-    """The model's nn.Linear (and with ``allow_conv`` nn.Conv2d) layers, or ValueError if some
-    parameter lives elsewhere.
+    """The model's nn.Linear (and with ``allow_conv`` nn.Conv2d) layers, or
+    :class:`~fisherbook.errors.UnsupportedError` if some parameter lives elsewhere.
 
     ``representation`` is named in the error message (``None``: return ``None`` instead of raising).
     """
@@ -192,7 +205,7 @@ def linear_layout(model: nn.Module, layout: ParamLayout, representation: str | N
     if offending:
         if representation is None:
             return None  # type: ignore[return-value]
-        raise ValueError(
+        raise UnsupportedError(
             f"representation={representation!r} supports models whose parameters all belong to "
             f"{', '.join(KFAC_LAYERS if allow_conv else SUPPORTED_LAYERS)} layers (each called once per "
             f"forward pass); unsupported: "
@@ -201,7 +214,7 @@ def linear_layout(model: nn.Module, layout: ParamLayout, representation: str | N
     return layers
 
 
-class UnstructuredError(ValueError):
+class UnstructuredError(UnsupportedError):
     """The model does not fit the structured nn.Linear path (a layer reused, or non-2-D layer input)."""
 
 
@@ -221,7 +234,8 @@ class LinearStats:
     n: int
 
 
-def linear_stats(model: nn.Module, inputs: Tensor, layers: list[LinearLayer], factors_fn) -> LinearStats:
+def linear_stats(model: nn.Module, inputs: Tensor, layers: list[LinearLayer],
+                 factors_fn: Callable[[Tensor], Tensor]) -> LinearStats:
     """One forward pass with hooks and one batched backward pass (all factor columns at once).
 
     ``factors_fn`` maps the detached outputs ``(N, K)`` to output factors ``(N, K, C)``.
@@ -252,14 +266,16 @@ def linear_stats(model: nn.Module, inputs: Tensor, layers: list[LinearLayer], fa
                 "'block_diagonal' or 'matrix_free'.")
         a, z = rec[0]
         if not z.requires_grad:
-            raise ValueError(f"output of {layer.module} does not depend on the parameters through autograd")
+            raise UnsupportedError(f"output of {layer.module} does not depend on the parameters through autograd")
         if layer.is_conv:
             m = layer.module
+            assert isinstance(m, nn.Conv2d)  # is_conv
             if a.dim() != 4 or a.shape[0] != n:
                 raise UnstructuredError(f"nn.Conv2d layer {m} received input of shape {tuple(a.shape)}; KFAC needs "
                                         f"({n}, channels, height, width). Use representation='dense', 'diagonal', "
                                         "'block_diagonal' or 'matrix_free'.")
-            a = torch.nn.functional.unfold(a.detach(), m.kernel_size, dilation=m.dilation, padding=m.padding,
+            a = torch.nn.functional.unfold(a.detach(), m.kernel_size, dilation=m.dilation,
+                                           padding=m.padding,  # type: ignore[arg-type]  # _conv_ok excludes str
                                            stride=m.stride).transpose(1, 2)  # (N, T, I*kh*kw)
             if layer.bias_index is not None:
                 a = torch.cat([a, a.new_ones(*a.shape[:2], 1)], dim=2)
@@ -278,25 +294,36 @@ def linear_stats(model: nn.Module, inputs: Tensor, layers: list[LinearLayer], fa
         zs.append(z)
     factors = factors_fn(out.detach())  # (N, K, C)
     cot = factors.permute(2, 0, 1)  # (C, N, K)
+    raw: list[Tensor | None]
     if cot.shape[0] == 1:
-        bs = torch.autograd.grad(out, zs, grad_outputs=cot[0], allow_unused=True)
-        bs = [None if b is None else b.unsqueeze(0) for b in bs]
+        grads = torch.autograd.grad(out, zs, grad_outputs=cot[0], allow_unused=True)
+        raw = [None if b is None else b.unsqueeze(0) for b in grads]
     else:
-        bs = torch.autograd.grad(out, zs, grad_outputs=cot.contiguous(), is_grads_batched=True, allow_unused=True)
+        raw = list(torch.autograd.grad(out, zs, grad_outputs=cot.contiguous(), is_grads_batched=True,
+                                       allow_unused=True))
     bs = [torch.zeros(cot.shape[0], *z.shape, dtype=out.dtype, device=out.device) if b is None
-          else b.detach() for b, z in zip(bs, zs)]
+          else b.detach() for b, z in zip(raw, zs)]
     # Conv2d: (C, N, O, H', W') -> (C, N, T, O), positions in the order of unfold
     bs = [b.flatten(3).transpose(2, 3) if layer.is_conv else b for b, layer in zip(bs, layers)]
     return LinearStats(layers, acts, bs, n)
 
 
-def structured_pseudo_grads(stats: LinearStats, layout: ParamLayout, chunk_per_example: int | None = None):
+def layer_grads(layer: LinearLayer, a: Tensor, b: Tensor) -> Tensor:
+    r"""Pseudo-gradients of one layer's augmented weight, ``(n, C, O, I)``: :math:`b_{nc} \bar a_n^\top`
+    for nn.Linear, :math:`\sum_t b_{nc,t} \bar a_{n,t}^\top` for nn.Conv2d."""
+    if layer.is_conv:
+        return torch.einsum("cnto,nti->ncoi", b, a)
+    return torch.einsum("cno,ni->ncoi", b, a)
+
+
+def structured_pseudo_grads(stats: LinearStats, layout: ParamLayout,
+                            chunk_per_example: int | None = None) -> Iterator[Tensor]:
     r"""Yield chunks of pseudo-gradients ``(n, C, P)`` assembled from :math:`b_{nc} \bar a_n^\top`."""
     c = stats.b[0].shape[0]
     for sl in _chunks(stats.n, c * layout.numel):
         pieces: list[Tensor | None] = [None] * len(layout.names)
         for layer, a, b in zip(stats.layers, stats.a, stats.b):
-            g = torch.einsum("cno,ni->ncoi", b[:, sl], a[sl])  # (n, C, O, I)
+            g = layer_grads(layer, a[sl], b[:, sl])  # (n, C, O, I)
             if layer.bias_index is None:
                 pieces[layer.weight_index] = g.reshape(g.shape[0], c, -1)
             else:
@@ -341,13 +368,13 @@ def per_example_grads(model: nn.Module, inputs: Tensor, targets: Tensor, likelih
 
     lik = get_likelihood(likelihood, sigma)
     if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        raise ArgumentTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     layout = ParamLayout.from_model(model)
     x = prepare_inputs(inputs, layout)
     def factors_fn(f):
         return lik.output_factors(f, "empirical", targets)
 
-    layers = linear_layout(model, layout, None)
+    layers = linear_layout(model, layout, None, allow_conv=True)
     stats = None
     if layers is not None:
         try:
