@@ -618,7 +618,9 @@ class KFAC(torch.optim.Optimizer):
                                representation="kfac", n_samples=self._hp("n_samples"), sigma=self._hp("sigma"),
                                generator=self.generator)
         except ValueError as err:
-            if isinstance(err, (NonFiniteError, UnsupportedError)):
+            if isinstance(err, NonFiniteError):
+                raise NonFiniteError(f"KFAC's sampled-target factor statistics are not finite: {err}") from err
+            if isinstance(err, UnsupportedError) and "empirical" in str(err):
                 raise
             raise UnsupportedError(
                 "KFAC with fisher_type='mc' takes its factors from fisherbook.curvature.fisher(..., "
