@@ -23,7 +23,7 @@ import torch.multiprocessing as mp
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
-from fisherbook.continual import diagonal_fisher
+from fisherbook.continual import diagonal_fisher, ewc_penalty
 from fisherbook.curvature import KFAC as KFACMatrix
 from fisherbook.curvature import REPRESENTATIONS, distributed
 from fisherbook.curvature import fisher as local_fisher
@@ -210,9 +210,39 @@ def _ng_worker(rank: int) -> None:
             torch.testing.assert_close(p, q, rtol=1e-8, atol=1e-10)  # cg stops at tol 1e-10: same on both sides
 
 
+def _ewc_worker(rank: int) -> None:
+    """EWC under DDP: the task's diagonal Fisher from the ranks' shards, then training with the
+    penalty on each rank's half batch equals one process on the whole batch (DDP averages the
+    gradients of mean loss + penalty, so the penalty counts once, as on one process)."""
+    X, y = _data(n=32)
+    task = _mlp()
+    anchor = [p.detach().clone() for p in task.parameters()]
+    F = distributed.diagonal_fisher(task, _shard_loader(X, y, rank), kind="true")
+    for f, r in zip(F, diagonal_fisher(task, X, kind="true")):
+        torch.testing.assert_close(f, r, **TOL)
+    reference = copy.deepcopy(task)
+    ddp = nn.parallel.DistributedDataParallel(copy.deepcopy(task))
+    opts = [torch.optim.SGD(m.parameters(), lr=0.5) for m in (reference, ddp)]
+    Xn, yn = _data(n=16, seed=5)  # the next task
+    for step in range(3):
+        for model, opt, (xb, yb) in ((reference, opts[0], (Xn, yn)),
+                                     (ddp, opts[1], (Xn[8 * rank:8 * (rank + 1)], yn[8 * rank:8 * (rank + 1)]))):
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(model(xb), yb) + ewc_penalty(model.parameters(), anchor, F, 10.0)
+            loss.backward()
+            opt.step()
+    for p, q in zip(ddp.module.parameters(), reference.parameters()):
+        torch.testing.assert_close(p, q, **TOL)
+
+
+def _ng_and_ewc_worker(rank: int) -> None:
+    _ng_worker(rank)
+    _ewc_worker(rank)
+
+
 @pytest.mark.slow
-def test_natural_gradient_with_distributed_fisher_equals_one_process() -> None:
-    _spawn(_ng_worker)
+def test_natural_gradient_with_distributed_fisher_and_ewc_under_ddp_equal_one_process() -> None:
+    _spawn(_ng_and_ewc_worker)
 
 
 # ------------------------------------------------------------------ errors

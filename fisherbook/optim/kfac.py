@@ -504,7 +504,12 @@ class KFAC(torch.optim.Optimizer):
         return int(self._counters["factor_updates"])
 
     def factors(self) -> list[tuple[Tensor, Tensor]]:
-        r"""The running ``(A, G)`` pair of every preconditioned layer (``A`` includes the bias row)."""
+        r"""The running ``(A, G)`` pair of every preconditioned layer (``A`` includes the bias row).
+
+        Under ``distributed`` the statistics of a forward pass are averaged over the ranks and
+        folded in at the next :meth:`precondition` (or :meth:`step`), so the factors include a
+        batch from then on.
+        """
         out = []
         for _, m in self.layers:
             st = self.state[m.weight]
