@@ -44,6 +44,7 @@ __all__ = ["KFAC"]
 
 _LIKELIHOODS = ("categorical", "bernoulli", "gaussian")
 _FISHER_TYPES = ("mc", "empirical")
+_PLACEMENTS = ("redundant", "round_robin")
 #: hyper-parameters each param group may set for its own layers
 _PER_GROUP = ("lr", "damping", "factor_decay", "momentum", "weight_decay", "factored_damping")
 #: hyper-parameters of the whole model (the schedules, the likelihood, the KL bound): every group
@@ -53,6 +54,18 @@ _MODEL_WIDE = ("kl_clip", "factor_every", "inverse_every", "adapt_every", "n_sam
 
 
 _Layer = nn.Linear | nn.Conv2d
+
+
+def _is_ddp(model: nn.Module) -> bool:
+    return isinstance(model, nn.parallel.DistributedDataParallel)
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The module a ``DistributedDataParallel`` wraps (the engine's own passes must not trigger its
+    gradient synchronisation), else ``model``."""
+    while isinstance(model, nn.parallel.DistributedDataParallel):
+        model = model.module
+    return model
 
 
 def _kfac_layer(module: nn.Module) -> TypeGuard[_Layer]:
@@ -211,6 +224,17 @@ class KFAC(torch.optim.Optimizer):
     one value (a group that sets another raises :class:`~fisherbook.errors.InvalidArgumentError`).
     Parameters with ``requires_grad=False`` are never moved; a layer with one is not preconditioned.
 
+    **Distributed training.** Wrap the model in ``DistributedDataParallel`` (which averages the
+    gradients) and pass the wrapper: each rank computes :math:`\hat A_r, \hat G_r` on its own
+    :math:`n_r` examples, and at the start of the next :meth:`precondition` one ``all_reduce``
+    gives every rank :math:`\hat A = \sum_r n_r \hat A_r / \sum_r n_r` (and :math:`\hat G`), the
+    statistics of the union of the ranks' batches, so that with equal local batches :math:`b` the
+    trajectory of :math:`W` ranks is that of one process with batch :math:`W b` (for
+    ``fisher_type="empirical"`` to round-off; for ``"mc"`` each rank samples with its own
+    ``generator``: seed it with the rank). With ``adapt_damping`` the losses before and after the
+    step are averaged over the ranks. Every rank must call the optimiser in lockstep (as DDP
+    needs anyway), and the sampled-target pass of ``"mc"`` runs the wrapped module itself.
+
     **Hooks.** The optimiser hooks the model; the hooks do not keep it alive, and they are removed
     by :meth:`remove_hooks`, at the end of a ``with KFAC(...) as opt:`` block, or when the optimiser
     is garbage-collected.
@@ -263,6 +287,17 @@ class KFAC(torch.optim.Optimizer):
     params : iterable, optional
         Parameters or param-group dicts (any of ``model``'s trainable parameters, and others,
         which get plain momentum updates); default: all trainable parameters of ``model``.
+    distributed : bool, optional
+        Average the factor statistics over the ranks of ``process_group`` at every statistics
+        step (keyword only). ``None`` (default): on exactly when ``model`` is a
+        ``torch.nn.parallel.DistributedDataParallel``. See *Distributed training* below.
+    inverse_placement : {"redundant", "round_robin"}
+        Under ``distributed``: every rank eigendecomposes every layer's factors
+        (``"redundant"``, no communication), or layer :math:`i` is eigendecomposed on rank
+        :math:`i \bmod W` and broadcast (``"round_robin"``: about :math:`1/W` of the work per
+        rank, one broadcast per layer and refresh). Both give the same eigendecompositions.
+    process_group : ProcessGroup, optional
+        The ranks that train together (default: the world).
 
     Attributes
     ----------
@@ -327,6 +362,9 @@ class KFAC(torch.optim.Optimizer):
         generator: torch.Generator | None = None,
         *,
         params: Any = None,
+        distributed: bool | None = None,
+        inverse_placement: str = "redundant",
+        process_group: Any = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise ArgumentTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -339,8 +377,15 @@ class KFAC(torch.optim.Optimizer):
                         adapt_damping=adapt_damping, min_damping=min_damping, max_damping=max_damping,
                         factor_subset=factor_subset)
         _check_group(dict(defaults))  # name a bad constructor argument before torch's own checks
+        check_option(inverse_placement, "inverse_placement", _PLACEMENTS)
+        if distributed is not None and not isinstance(distributed, bool):
+            raise ArgumentTypeError(f"distributed must be True, False or None, got {type(distributed).__name__}")
         self.model = model
         self.generator = generator
+        self.distributed = _is_ddp(model) if distributed is None else distributed
+        self.inverse_placement = inverse_placement
+        self.process_group = process_group
+        self._stash: list[tuple[_Layer, Tensor, Tensor, int, int]] = []
         self._ready = False
         if params is None:
             params = [p for p in model.parameters() if p.requires_grad]
@@ -358,6 +403,11 @@ class KFAC(torch.optim.Optimizer):
         super().__init__(params, defaults)
         self._ready = True
         self._discover(stacklevel=3)
+        if self.distributed:
+            from ..curvature.distributed import check_process_group, check_same_parameters
+
+            check_process_group(process_group, "KFAC(distributed=True)")
+            check_same_parameters(model, process_group)
 
     # ------------------------------------------------------------------ groups, layers, hooks
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -454,7 +504,12 @@ class KFAC(torch.optim.Optimizer):
         return int(self._counters["factor_updates"])
 
     def factors(self) -> list[tuple[Tensor, Tensor]]:
-        r"""The running ``(A, G)`` pair of every preconditioned layer (``A`` includes the bias row)."""
+        r"""The running ``(A, G)`` pair of every preconditioned layer (``A`` includes the bias row).
+
+        Under ``distributed`` the statistics of a forward pass are averaged over the ranks and
+        folded in at the next :meth:`precondition` (or :meth:`step`), so the factors include a
+        batch from then on.
+        """
         out = []
         for _, m in self.layers:
             st = self.state[m.weight]
@@ -530,7 +585,7 @@ class KFAC(torch.optim.Optimizer):
         m = g.shape[0]
         g = g.reshape(-1, out)
         entry = self._pending.pop(module)
-        self._fold(module, entry["A"], (g.T @ g) * (n * n / (m * positions)))
+        self._fold(module, entry["A"], (g.T @ g) * (n * n / (m * positions)), m)
         if not self._pending:
             self._finish_collection()
 
@@ -561,14 +616,16 @@ class KFAC(torch.optim.Optimizer):
         if self._hp("factor_subset") is not None:
             rows = self._subset(n, args[pos].device)
             args = tuple(x[rows] if isinstance(x, Tensor) and x.dim() > 0 and x.shape[0] == n else x for x in args)
-        view = _LayerView(self.model, [m for _, m in self.layers], args, pos)
+        view = _LayerView(_unwrap(self.model), [m for _, m in self.layers], args, pos)
         self._suspended = True
         try:
             curvature = fisher(view, args[pos], likelihood=self._hp("likelihood"), kind="mc",
                                representation="kfac", n_samples=self._hp("n_samples"), sigma=self._hp("sigma"),
                                generator=self.generator)
         except ValueError as err:
-            if isinstance(err, (NonFiniteError, UnsupportedError)):
+            if isinstance(err, NonFiniteError):
+                raise NonFiniteError(f"KFAC's sampled-target factor statistics are not finite: {err}") from err
+            if isinstance(err, UnsupportedError) and "empirical" in str(err):
                 raise
             raise UnsupportedError(
                 "KFAC with fisher_type='mc' takes its factors from fisherbook.curvature.fisher(..., "
@@ -578,17 +635,49 @@ class KFAC(torch.optim.Optimizer):
         finally:
             self._suspended = False
         for (_, m), (a_hat, g_hat) in zip(self.layers, curvature.factors):  # type: ignore[attr-defined]
-            self._fold(m, a_hat, g_hat)
+            self._fold(m, a_hat, g_hat, int(args[pos].shape[0]))
         self._pending.clear()
         self._finish_collection()
 
-    def _fold(self, module: _Layer, a_hat: Tensor, g_hat: Tensor) -> None:
+    def _fold(self, module: _Layer, a_hat: Tensor, g_hat: Tensor, n: int) -> None:
+        """Fold one layer's statistics of ``n`` examples into the running factors (distributed: stash
+        them until :meth:`_sync_statistics` averages them over the ranks)."""
+        k = self._counters["factor_updates"] + 1
+        if self.distributed:
+            self._stash.append((module, a_hat, g_hat, n, k))
+            return
+        self._fold_now(module, a_hat, g_hat, k)
+
+    def _sync_statistics(self) -> None:
+        r"""Average the stashed statistics over the ranks, weighted by their examples, and fold them.
+
+        With :math:`n_r` examples on rank :math:`r`, :math:`\hat A = \sum_r n_r \hat A_r / \sum_r n_r`
+        (likewise :math:`\hat G`): the statistics of the union of the ranks' batches. One
+        ``all_reduce`` carries every layer's two factors and the counts.
+        """
+        if not self._stash:
+            return
+        stash, self._stash = self._stash, []
+        ref = stash[0][1]
+        counts = torch.tensor([float(n) for *_, n, _ in stash], dtype=ref.dtype, device=ref.device)
+        pieces = [t * n for _, a, g, n, _ in stash for t in (a, g)] + [counts]
+        flat = torch.cat([t.reshape(-1) for t in pieces])
+        torch.distributed.all_reduce(flat, group=self.process_group)
+        total = flat[-len(stash):]
+        start = 0
+        for j, (module, a, g, _, k) in enumerate(stash):
+            a_sum = flat[start:start + a.numel()].reshape(a.shape)
+            start += a.numel()
+            g_sum = flat[start:start + g.numel()].reshape(g.shape)
+            start += g.numel()
+            self._fold_now(module, a_sum / total[j], g_sum / total[j], k)
+
+    def _fold_now(self, module: _Layer, a_hat: Tensor, g_hat: Tensor, k: int) -> None:
         if not bool(torch.isfinite(a_hat).all() & torch.isfinite(g_hat).all()):
             name = next(n for n, m in self.layers if m is module)
             raise NonFiniteError(f"the K-FAC factor statistics of layer {name!r} are not finite: the model's inputs "
                                  "or outputs hold NaN or infinite values")
         st = self.state[module.weight]
-        k = self._counters["factor_updates"] + 1
         eps = min(1.0 - 1.0 / k, self._group(module)["factor_decay"])
         if "A" not in st:
             st["A"], st["G"] = a_hat.clone(), g_hat.clone()
@@ -602,16 +691,56 @@ class KFAC(torch.optim.Optimizer):
 
     # ------------------------------------------------------------------ preconditioning
     def _refresh_inverses(self) -> None:
+        if self.distributed and self.inverse_placement == "round_robin":
+            self._refresh_round_robin()
+            return
         for _, m in self.layers:
+            self._eigen_layer(m)
+
+    def _refresh_round_robin(self) -> None:
+        r"""Layer :math:`i` is eigendecomposed on rank :math:`i \bmod W` and broadcast to the others.
+
+        KAISA's trade-off (Pauloski et al. 2021): each rank computes about :math:`1/W` of the
+        eigendecompositions, and the ranks exchange :math:`\sum_l (I_l^2 + I_l + O_l^2 + O_l + 1)`
+        numbers per refresh instead of nothing (``"redundant"``).
+        """
+        dist = torch.distributed
+        group = self.process_group
+        world, rank = dist.get_world_size(group), dist.get_rank(group)
+        works, buffers = [], []
+        live = [m for _, m in self.layers if "A" in self.state[m.weight]]
+        for i, m in enumerate(live):
             st = self.state[m.weight]
-            if "A" not in st:
-                continue
-            ea, qa = torch.linalg.eigh(st["A"])
-            eg, qg = torch.linalg.eigh(st["G"])
-            st["eA"], st["QA"], st["eG"], st["QG"] = ea.clamp_min(0), qa, eg.clamp_min(0), qg
-            ta = float(st["A"].trace()) / st["A"].shape[0]
-            tg = float(st["G"].trace()) / st["G"].shape[0]
-            st["pi"] = torch.tensor(math.sqrt(ta / tg) if ta > 0 and tg > 0 else 1.0)
+            owner = i % world
+            di, do = st["A"].shape[0], st["G"].shape[0]
+            if owner == rank:
+                self._eigen_layer(m)
+                buf = torch.cat([st["eA"], st["QA"].reshape(-1), st["eG"], st["QG"].reshape(-1),
+                                 st["pi"].to(st["A"]).reshape(1)])
+            else:
+                buf = st["A"].new_empty(di + di * di + do + do * do + 1)
+            src = owner if group is None else dist.get_global_rank(group, owner)
+            works.append(dist.broadcast(buf, src=src, group=group, async_op=True))
+            buffers.append((m, buf, di, do))
+        for work in works:
+            work.wait()
+        for m, buf, di, do in buffers:
+            st = self.state[m.weight]
+            parts = torch.split(buf, [di, di * di, do, do * do, 1])
+            st["eA"], st["QA"] = parts[0].clone(), parts[1].reshape(di, di).clone()
+            st["eG"], st["QG"] = parts[2].clone(), parts[3].reshape(do, do).clone()
+            st["pi"] = torch.tensor(float(parts[4]))
+
+    def _eigen_layer(self, m: _Layer) -> None:
+        st = self.state[m.weight]
+        if "A" not in st:
+            return
+        ea, qa = torch.linalg.eigh(st["A"])
+        eg, qg = torch.linalg.eigh(st["G"])
+        st["eA"], st["QA"], st["eG"], st["QG"] = ea.clamp_min(0), qa, eg.clamp_min(0), qg
+        ta = float(st["A"].trace()) / st["A"].shape[0]
+        tg = float(st["G"].trace()) / st["G"].shape[0]
+        st["pi"] = torch.tensor(math.sqrt(ta / tg) if ta > 0 and tg > 0 else 1.0)
 
     @staticmethod
     def _layer_grad(m: _Layer) -> Tensor | None:
@@ -667,6 +796,8 @@ class KFAC(torch.optim.Optimizer):
         """
         if self._pending:  # statistics of a forward pass whose backward never came (empirical)
             self._pending.clear()
+        if self.distributed:
+            self._sync_statistics()
         self._check_gradients()
         step = self._counters["step"]
         if step % self._hp("inverse_every") == 0 or any(
@@ -803,6 +934,11 @@ class KFAC(torch.optim.Optimizer):
             self._suspended = False
             for p in params:
                 p.grad = grads.get(p)
+        if self.distributed:  # the loss of the union of the ranks' batches (equal batch sizes, as under DDP)
+            both = torch.tensor([h0, h1], dtype=torch.float64, device=params[0].device)
+            torch.distributed.all_reduce(both, group=self.process_group)
+            both /= torch.distributed.get_world_size(self.process_group)
+            h0, h1 = float(both[0]), float(both[1])
         damping = {id(p): group["damping"] for group in self.param_groups for p in group["params"]}
         model_red = self._quadratic_model(delta, raw, damping)
         rho = (h1 - h0) / model_red if model_red < 0 else -math.inf

@@ -182,6 +182,15 @@ class NaturalGradient(torch.optim.Optimizer):
         Conjugate-gradient relative residual tolerance.
     dense_max : int
         Largest parameter count for which ``solver="auto"`` forms the dense Fisher.
+    distributed : bool, optional
+        The Fisher of the union of the ranks' batches (``model`` mode): each rank passes its own
+        ``inputs`` and :func:`fisherbook.curvature.distributed.fisher` reduces the result over
+        ``process_group`` (dense, diagonal, block and K-FAC matrices once per refresh, every
+        Fisher-vector product of conjugate gradient per call, so all ranks run the same CG
+        iterations). ``None`` (default): on exactly when ``model`` is a
+        ``DistributedDataParallel``, which averages the gradients. Ranks must step in lockstep.
+    process_group : ProcessGroup, optional
+        The ranks that train together (default: the world).
 
     Raises
     ------
@@ -262,6 +271,8 @@ class NaturalGradient(torch.optim.Optimizer):
         cg_max_iter: int = 50,
         cg_tol: float = 1e-10,
         dense_max: int = 4096,
+        distributed: bool | None = None,
+        process_group: Any = None,
     ) -> None:
         defaults = dict(lr=lr, damping=damping, solver=solver, max_kl=max_kl, update_every=update_every,
                         cg_max_iter=cg_max_iter, cg_tol=cg_tol, dense_max=dense_max)
@@ -295,6 +306,22 @@ class NaturalGradient(torch.optim.Optimizer):
         if kind == "empirical" and self._inputs is not None and self._targets is None:
             raise InvalidArgumentError('kind="empirical" needs targets with the default inputs (or pass both to step)')
         self._likelihood = likelihood
+        if distributed is not None and not isinstance(distributed, bool):
+            raise ArgumentTypeError(f"distributed must be True, False or None, got {type(distributed).__name__}")
+        if distributed is None:
+            distributed = isinstance(model, nn.parallel.DistributedDataParallel)
+        if distributed and model is None:
+            raise InvalidArgumentError("distributed=True reduces the Fisher of model over the ranks; with "
+                                       "curvature_fn, reduce inside curvature_fn (fisherbook.curvature.distributed."
+                                       "reduce_fisher) and leave distributed off")
+        self.distributed = distributed
+        self.process_group = process_group
+        if distributed:
+            from ..curvature.distributed import check_process_group, check_same_parameters
+
+            check_process_group(process_group, "NaturalGradient(distributed=True)")
+            assert model is not None
+            check_same_parameters(model, process_group)
         self._kind = kind
         self._n_samples = n_samples
         self._sigma = sigma
@@ -439,9 +466,16 @@ class NaturalGradient(torch.optim.Optimizer):
             representation = "dense" if solver == "dense" else "matrix_free"
         assert self._model is not None
         assert self._likelihood is not None  # checked in the constructor
-        curvature = fisher(self._model, x, likelihood=self._likelihood, kind=self._kind, targets=y,
-                           representation=representation, n_samples=self._n_samples, sigma=self._sigma,
-                           generator=self._generator)
+        if self.distributed:
+            from ..curvature.distributed import fisher as distributed_fisher
+
+            curvature = distributed_fisher(self._model, x, likelihood=self._likelihood, kind=self._kind, targets=y,
+                                           representation=representation, n_samples=self._n_samples,
+                                           sigma=self._sigma, generator=self._generator, group=self.process_group)
+        else:
+            curvature = fisher(self._model, x, likelihood=self._likelihood, kind=self._kind, targets=y,
+                               representation=representation, n_samples=self._n_samples, sigma=self._sigma,
+                               generator=self._generator)
         return curvature, curvature.layout
 
     def _mv(self, curvature: Any, v: Tensor) -> Tensor:
