@@ -254,6 +254,13 @@ def test_distributed_options_without_a_process_group_raise() -> None:
         distributed.fisher(model, X)
     with pytest.raises(DistributedError, match="init_process_group"):
         distributed.reduce_fisher(local_fisher(model, X), 24)
+    # the same reducer behind the public entry points of curvature and continual
+    with pytest.raises(DistributedError, match="init_process_group"):
+        local_fisher(model, X, distributed=True)
+    with pytest.raises(DistributedError, match="init_process_group"):
+        diagonal_fisher(model, X, kind="true", distributed=True)
+    with pytest.raises(TypeError, match="distributed must be True or False"):
+        local_fisher(model, X, distributed="yes")
     with pytest.raises(DistributedError, match=r"KFAC\(distributed=True\)"):
         KFAC(model, distributed=True)
     with pytest.raises(DistributedError, match=r"NaturalGradient\(distributed=True\)"):

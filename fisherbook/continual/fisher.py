@@ -31,6 +31,8 @@ def diagonal_fisher(
     likelihood: str = "categorical",
     n_samples: int = 1,
     generator: torch.Generator | None = None,
+    distributed: bool = False,
+    process_group: Any = None,
 ) -> list[Tensor]:
     r"""Diagonal of the Fisher of ``model`` on ``inputs``, one tensor per parameter.
 
@@ -58,6 +60,12 @@ def diagonal_fisher(
         Sampled targets per example for ``kind="mc"``.
     generator : torch.Generator, optional
         Source of randomness for ``kind="mc"``.
+    distributed : bool
+        Under ``torch.distributed``: ``inputs`` (and ``targets``) are this rank's shard of the task
+        and the result is the diagonal Fisher of the union of the shards, the same on every rank
+        (:func:`fisherbook.curvature.distributed.diagonal_fisher`).
+    process_group : torch.distributed.ProcessGroup, optional
+        The group to reduce over when ``distributed`` (default: the world).
 
     Returns
     -------
@@ -118,6 +126,8 @@ def diagonal_fisher(
             representation="diagonal",
             n_samples=n_samples,
             generator=generator,
+            distributed=distributed,
+            process_group=process_group,
         )
     except (TypeError, ValueError) as err:  # the core's own checks (targets against outputs), in our vocabulary
         if isinstance(err, FisherbookError):

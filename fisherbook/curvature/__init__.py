@@ -31,15 +31,17 @@ Examples
 
 from __future__ import annotations
 
-# spectrum tools (chapter 9): reachable as fb.curvature.lanczos etc.; left out of __all__ so the API
-# page documents them once, in fisherbook.curvature.spectrum
-from . import spectrum  # noqa: F401
+from . import distributed, spectrum  # noqa: F401
 from .api import REPRESENTATIONS, fisher
 from .checks import check_model
+from .distributed import reduce_fisher  # noqa: F401
 from .likelihoods import KINDS, LIKELIHOODS, Bernoulli, Categorical, Gaussian, Likelihood
 from .operators import Inverse, Scaled, Sum
 from .per_example import UnstructuredError, per_example_grads
 from .representations import KFAC, BlockDiagonal, CurvatureMatrix, Dense, Diagonal, MatrixFree
+
+# spectrum tools (chapter 9) and the distributed reducer are reachable as fb.curvature.lanczos etc.;
+# they stay out of __all__ so the API page documents them once, in their own modules
 from .spectrum import (  # noqa: F401
     Eigenpairs,
     Lanczos,

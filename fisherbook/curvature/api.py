@@ -397,6 +397,8 @@ def fisher(
     generator: torch.Generator | None = None,
     *,
     progress: bool = False,
+    distributed: bool = False,
+    process_group: Any = None,
 ) -> CurvatureMatrix:
     r"""Fisher information matrix of a torch model, in one of five representations.
 
@@ -459,6 +461,14 @@ def fisher(
         itself unchanged; it refuses a shuffling DataLoader for ``kind="mc"``.
     progress : bool
         Show a tqdm progress bar over the batches (keyword only; off by default).
+    distributed : bool
+        Under ``torch.distributed``: every rank passes its own shard (a ``DataLoader`` over a
+        ``DistributedSampler``, say) and the partial sums are all-reduced over ``process_group``,
+        so every rank holds the Fisher of the union of the shards, equal to one process on all the
+        data (matrix-free products are reduced per call). Keyword only; see
+        :mod:`fisherbook.curvature.distributed`.
+    process_group : torch.distributed.ProcessGroup, optional
+        The group to reduce over when ``distributed`` (default: the world).
 
     Returns
     -------
@@ -506,6 +516,13 @@ def fisher(
     >>> torch.allclose(fb.curvature.fisher(model, loader).to_dense(), F.to_dense())
     True
     """
+    if not isinstance(distributed, bool):
+        raise ArgumentTypeError(f"distributed must be True or False, got {type(distributed).__name__}")
+    if distributed:
+        from .distributed import fisher as _distributed_fisher  # imported late: it imports this module
+
+        return _distributed_fisher(model, inputs, likelihood, kind, targets, representation, n_samples, sigma,
+                                   generator, group=process_group, progress=progress)
     _check_args(model, likelihood, kind, representation, n_samples, generator)
     lik = get_likelihood(likelihood, sigma)
     layout = ParamLayout.from_model(model)
