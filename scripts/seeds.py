@@ -15,13 +15,17 @@ Usage::
     python scripts/seeds.py --seeds 1 2 3 4 5 6 7    # other seeds
     python scripts/seeds.py book/01-definition.ipynb book/02-cramer-rao.ipynb -j 1
 
-``-j`` runs that many notebooks at once (default 1; each kernel uses two threads).
+``-j`` runs that many notebooks at once (default 1; each kernel uses two threads). The report keeps
+the results of chapters not run this time (they are stored in it, in a comment), so chapters can be
+run in several sittings; ``--fresh`` starts from an empty report.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
+import json
 import os
 import platform
 import re
@@ -42,6 +46,7 @@ from notebooks import ROOT, run_notebook, toc_notebooks  # noqa: E402
 
 REPORT = ROOT / "benchmarks" / "seeds_report.md"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
+DATA = re.compile(r"<!-- seeds-results (.*?) -->", re.S)
 
 
 @dataclass
@@ -94,7 +99,18 @@ def escape(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ").replace("`", "'")
 
 
+def previous_results(path: Path) -> list[Result]:
+    """The results stored in an earlier report at ``path`` (none if there is none)."""
+    if not path.exists():
+        return []
+    found = DATA.search(path.read_text())
+    return [Result(**r) for r in json.loads(found.group(1))] if found else []
+
+
 def report(results: list[Result], seeds: list[int], jobs: int) -> str:
+    order = {nb.name: i for i, nb in enumerate(toc_notebooks())}
+    results = sorted(results, key=lambda r: (order.get(r.notebook, len(order)), r.notebook, r.seed))
+    seeds = sorted(set(seeds) | {r.seed for r in results})
     notebooks = list(dict.fromkeys(r.notebook for r in results))
     by = {(r.notebook, r.seed): r for r in results}
     n_fail = sum(not r.ok for r in results)
@@ -126,6 +142,8 @@ def report(results: list[Result], seeds: list[int], jobs: int) -> str:
         lines.append("None: every assert of every chapter run holds under every seed.")
     for r in failures:
         lines.append(f"- `{r.notebook}`, seed {r.seed}, cell {r.cell}: `{escape(r.line) or '?'}` → {escape(r.message)[:400]}")
+    data = json.dumps([dataclasses.asdict(r) for r in results]).replace("--", "\\u002d\\u002d")
+    lines += ["", f"<!-- seeds-results {data} -->"]
     return "\n".join(lines) + "\n"
 
 
@@ -136,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-j", "--jobs", type=int, default=1, help="notebooks executed at once (default 1)")
     parser.add_argument("--timeout", type=int, default=900, help="seconds per cell (default 900)")
     parser.add_argument("--report", type=Path, default=REPORT, help=f"output (default {REPORT.relative_to(ROOT)})")
+    parser.add_argument("--fresh", action="store_true", help="forget the results stored in an existing report")
     args = parser.parse_args(argv)
     if 0 in args.seeds:
         parser.error("--seeds: seed 0 is the stored run, which nbval already checks; give other seeds")
@@ -144,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         if not p.exists() or p.suffix != ".ipynb":
             parser.error(f"notebooks: {p} is not a notebook")
     jobs = [(str(p), s) for p in targets for s in args.seeds]
+    rerun = {(Path(p).name, s) for p, s in jobs}
+    kept = [] if args.fresh else [r for r in previous_results(args.report) if (r.notebook, r.seed) not in rerun]
     results: list[Result] = []
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         futures = [pool.submit(run_one, p, s, args.timeout) for p, s in jobs]
@@ -152,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             results.append(r)
             status = "pass" if r.ok else f"FAIL cell {r.cell}: {r.line} -> {r.message[:200]}"
             print(f"{r.notebook} seed {r.seed}: {status} ({r.seconds:.0f} s)", flush=True)
-            args.report.write_text(report(results, args.seeds, args.jobs))  # partial report as it goes
+            args.report.write_text(report(kept + results, args.seeds, args.jobs))  # partial report as it goes
     print(f"wrote {args.report.relative_to(ROOT) if args.report.is_relative_to(ROOT) else args.report}")
     return 0 if all(r.ok for r in results) else 1
 
