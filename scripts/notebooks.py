@@ -37,8 +37,8 @@ import datetime
 import json
 import os
 import shutil
-import tempfile
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -138,7 +138,7 @@ def record_time(path: Path, seconds: float) -> None:
     times = read_times()
     times[path.relative_to(ROOT).as_posix()] = {
         "seconds": round(seconds, 1),
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d"),
         "cores": os.cpu_count(),
     }
     TIMES.write_text(json.dumps(dict(sorted(times.items())), indent=1) + "\n")

@@ -89,7 +89,8 @@ def run_one(path: str, seed: int, timeout: int) -> Result:
                     e = errors[0]
                     return Result(src.name, seed, False, seconds, i, failing_line(e.get("traceback", [])),
                                   f"{e.get('ename', '')}: {ANSI.sub('', e.get('evalue', ''))}".strip())
-            return Result(src.name, seed, False, seconds, None, "", f"{type(err).__name__}: {str(err).splitlines()[0][:300]}")
+            first = str(err).splitlines()[0][:300] if str(err) else ""
+            return Result(src.name, seed, False, seconds, None, "", f"{type(err).__name__}: {first}")
         except Exception as err:  # noqa: BLE001 - a report, not a crash, for anything else
             return Result(src.name, seed, False, time.perf_counter() - start, None, "",
                           f"{type(err).__name__}: {err}; {traceback.format_exc(limit=1).splitlines()[-1]}")
@@ -121,7 +122,7 @@ def report(results: list[Result], seeds: list[int], jobs: int) -> str:
         "(the stored outputs use seed 0), by `make seeds` (`python scripts/seeds.py`). "
         "A failure is an `assert` (or any error) that does not hold under that seed.",
         "",
-        f"- date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- date: {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- machine: {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, "
         f"{jobs} notebook(s) at a time, two threads each; times are wall-clock seconds",
         f"- seeds: {', '.join(map(str, seeds))}",
@@ -134,14 +135,18 @@ def report(results: list[Result], seeds: list[int], jobs: int) -> str:
         cells = []
         for s in seeds:
             r = by.get((nb, s))
-            cells.append("" if r is None else (f"pass ({r.seconds:.0f} s)" if r.ok else f"**FAIL** cell {r.cell} ({r.seconds:.0f} s)"))
+            if r is None:
+                cells.append("")
+            else:
+                cells.append(f"pass ({r.seconds:.0f} s)" if r.ok else f"**FAIL** cell {r.cell} ({r.seconds:.0f} s)")
         lines.append(f"| `{nb}` | " + " | ".join(cells) + " |")
     failures = [r for r in results if not r.ok]
     lines += ["", "## Failures", ""]
     if not failures:
         lines.append("None: every assert of every chapter run holds under every seed.")
     for r in failures:
-        lines.append(f"- `{r.notebook}`, seed {r.seed}, cell {r.cell}: `{escape(r.line) or '?'}` → {escape(r.message)[:400]}")
+        where = f"`{r.notebook}`, seed {r.seed}, cell {r.cell}"
+        lines.append(f"- {where}: `{escape(r.line) or '?'}` → {escape(r.message)[:400]}")
     data = json.dumps([dataclasses.asdict(r) for r in results]).replace("--", "\\u002d\\u002d")
     lines += ["", f"<!-- seeds-results {data} -->"]
     return "\n".join(lines) + "\n"
