@@ -108,7 +108,7 @@ def previous_results(path: Path) -> list[Result]:
     return [Result(**r) for r in json.loads(found.group(1))] if found else []
 
 
-def report(results: list[Result], seeds: list[int], jobs: int) -> str:
+def report(results: list[Result], seeds: list[int], jobs: int, note: str = "") -> str:
     order = {nb.name: i for i, nb in enumerate(toc_notebooks())}
     results = sorted(results, key=lambda r: (order.get(r.notebook, len(order)), r.notebook, r.seed))
     seeds = sorted(set(seeds) | {r.seed for r in results})
@@ -126,6 +126,7 @@ def report(results: list[Result], seeds: list[int], jobs: int) -> str:
         f"- machine: {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, "
         f"{jobs} notebook(s) at a time, two threads each; times are wall-clock seconds",
         f"- seeds: {', '.join(map(str, seeds))}",
+        *([f"- note: {note}"] if note else []),
         f"- result: {len(results) - n_fail} of {len(results)} runs pass",
         "",
         "| chapter | " + " | ".join(f"seed {s}" for s in seeds) + " |",
@@ -159,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-j", "--jobs", type=int, default=1, help="notebooks executed at once (default 1)")
     parser.add_argument("--timeout", type=int, default=900, help="seconds per cell (default 900)")
     parser.add_argument("--report", type=Path, default=REPORT, help=f"output (default {REPORT.relative_to(ROOT)})")
+    parser.add_argument("--note", default="", help="a line for the report (say, how busy the machine was)")
     parser.add_argument("--fresh", action="store_true", help="forget the results stored in an existing report")
     args = parser.parse_args(argv)
     if 0 in args.seeds:
@@ -178,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             results.append(r)
             status = "pass" if r.ok else f"FAIL cell {r.cell}: {r.line} -> {r.message[:200]}"
             print(f"{r.notebook} seed {r.seed}: {status} ({r.seconds:.0f} s)", flush=True)
-            args.report.write_text(report(kept + results, args.seeds, args.jobs))  # partial report as it goes
+            args.report.write_text(report(kept + results, args.seeds, args.jobs, args.note))  # as it goes
     print(f"wrote {args.report.relative_to(ROOT) if args.report.is_relative_to(ROOT) else args.report}")
     return 0 if all(r.ok for r in results) else 1
 
