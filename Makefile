@@ -103,3 +103,8 @@ bench: $(STAMP)  ## run the benchmarks and rewrite their reports in benchmarks/
 
 clean:  ## remove build outputs (keeps .venv)
 	rm -rf $(BUILD) _student .pytest_cache
+
+.PHONY: seeds
+SEEDS ?= 1 2 3 4 5
+seeds: $(STAMP)  ## run every toc chapter (NB="book/xx.ipynb ..." for some) under SEEDS, write benchmarks/seeds_report.md (slow, not CI)
+	$(PY) scripts/seeds.py $(NB) --seeds $(SEEDS) -j $${SEEDS_JOBS:-1}
