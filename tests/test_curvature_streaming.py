@@ -149,7 +149,13 @@ def test_matrix_free_stores_a_one_shot_iterator():
     assert torch.allclose(F @ v, ref @ v, atol=TOL, rtol=0)  # second pass over the stored batches
 
 
-def test_progress_bar_is_optional_and_silent_by_default(capsys):
+def test_progress_bar_is_optional_and_silent_by_default(capsys, monkeypatch):
+    import functools
+
+    import tqdm.auto
+
+    # the Makefile exports TQDM_DISABLE=1 (for the notebooks), which tqdm reads at import: force the bar on
+    monkeypatch.setattr(tqdm.auto, "tqdm", functools.partial(tqdm.auto.tqdm, disable=False))
     X, _ = dataset((4,))
     fisher(mlp(), [X[:5], X[5:]], representation="diagonal")
     assert capsys.readouterr().err == ""

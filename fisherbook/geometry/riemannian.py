@@ -185,6 +185,18 @@ def _normal_halfplane(d: Any) -> tuple[Tensor, Tensor]:
     return mu / math.sqrt(2.0), sigma  # (u, sigma) with ds^2 = 2 (du^2 + dsigma^2) / sigma^2
 
 
+def _normal_halfplane_pair(p: Any, q: Any) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Half-plane coordinates of two Normals, rescaled by a common power of two when every value is
+    tiny: the distance is invariant under (mu, sigma) -> (c mu, c sigma), and scaling by 2^k is
+    exact, so subnormal locations and scales keep their bits through the divisions that follow."""
+    mu1, s1 = torch.broadcast_tensors(_f64(p.loc, "loc"), _positive(_f64(p.scale, "scale"), "scale", "Normal"))
+    mu2, s2 = torch.broadcast_tensors(_f64(q.loc, "loc"), _positive(_f64(q.scale, "scale"), "scale", "Normal"))
+    top = torch.stack(torch.broadcast_tensors(mu1.abs(), s1, mu2.abs(), s2)).amax(0)
+    scale = torch.where(top < 2.0**-500, torch.full_like(top, 2.0**900), torch.ones_like(top))
+    r2 = math.sqrt(2.0)
+    return (mu1 * scale) / r2, s1 * scale, (mu2 * scale) / r2, s2 * scale
+
+
 def _halfplane_distance(u1: Tensor, s1: Tensor, u2: Tensor, s2: Tensor) -> Tensor:
     r"""Distance in the metric :math:`2(du^2 + d\sigma^2)/\sigma^2`, stable over the whole range of doubles.
 
@@ -264,9 +276,7 @@ def fisher_rao_distance(p: Distribution, q: Distribution) -> Tensor:
     if type(p) is not type(q):
         raise ArgumentTypeError(f"p and q must be of the same family, got {type(p).__name__} and {type(q).__name__}")
     if isinstance(p, Normal):
-        u1, s1 = _normal_halfplane(p)
-        u2, s2 = _normal_halfplane(q)
-        return _halfplane_distance(u1, s1, u2, s2)
+        return _halfplane_distance(*_normal_halfplane_pair(p, q))
     if isinstance(p, (Categorical, Multinomial)):
         if isinstance(p, Multinomial):
             _same_total_count(p, q)
