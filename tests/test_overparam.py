@@ -175,7 +175,7 @@ def test_merging_by_hand_and_limits():
         fisher_merge([t1, t2], [f1])
     with pytest.raises(InvalidArgumentError):
         fisher_merge([t1, t2], [f1, -f2])
-    with pytest.raises(ArgumentTypeError):
+    with pytest.raises(InvalidArgumentError, match="empty"):  # a list (the accepted type) with no value
         average_merge([])
     with pytest.raises(InvalidArgumentError):
         average_merge([t1, t2], weights=[0, 0])

@@ -17,10 +17,11 @@ module break that:
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 from torch import nn
 
-from ..errors import ModelModeWarning, UnsupportedError
+from ..errors import ArgumentTypeError, InvalidArgumentError, ModelModeWarning, UnsupportedError
 
 __all__ = ["check_model", "SUPPORTED_MODULES"]
 
@@ -72,3 +73,54 @@ def check_model(model: nn.Module) -> None:
             f"model is in training mode with stochastic layers: {', '.join(stochastic)}; the Fisher will "
             "differ from call to call. Call model.eval() for the Fisher of the deterministic network.",
             ModelModeWarning, stacklevel=3)
+
+
+# ---- shared by continual and bayes (the model-mode rule of their docstrings); not re-exported
+
+def check_module(model: Any, name: str = "model") -> nn.Module:
+    """A ``torch.nn.Module`` with at least one parameter."""
+    if not isinstance(model, nn.Module):
+        raise ArgumentTypeError(f"{name} must be a torch.nn.Module, got {type(model).__name__}")
+    if next(model.parameters(), None) is None:
+        raise InvalidArgumentError(f"{name} has no parameters")
+    return model
+
+
+def stochastic_layers(model: nn.Module) -> tuple[list[str], list[str]]:
+    """Submodules in training mode that make a forward pass random (dropout) or batch-dependent
+    (batch normalisation, which then uses the statistics of the batch)."""
+    dropout, batchnorm = [], []
+    for mname, m in model.named_modules():
+        if not m.training:
+            continue
+        if isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0:
+            dropout.append(f"{mname or 'model'} ({type(m).__name__})")
+        elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+            batchnorm.append(f"{mname or 'model'} ({type(m).__name__})")
+    return dropout, batchnorm
+
+
+def _listed(names: list[str]) -> str:
+    return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+
+
+def check_model_mode(model: nn.Module, what: str, *, per_example: bool, stacklevel: int = 3) -> None:
+    """The model-mode rule of :mod:`fisherbook.continual` and :mod:`fisherbook.bayes`.
+
+    - Batch normalisation in training mode where per-example derivatives are needed (``per_example``)
+      raises :class:`~fisherbook.errors.UnsupportedError`: it normalises with the statistics of the
+      batch, so the examples are not independent and a per-example gradient does not exist.
+    - Otherwise dropout or batch normalisation in training mode gives a
+      :class:`~fisherbook.errors.ModelModeWarning`: ``what`` would change from call to call (or with
+      the batch).
+    """
+    dropout, batchnorm = stochastic_layers(model)
+    if per_example and batchnorm:
+        raise UnsupportedError(
+            f"model is in training mode with batch normalisation ({_listed(batchnorm)}), which uses the statistics "
+            f"of the batch, so {what} has no per-example form; call model.eval() first")
+    layers = dropout + batchnorm
+    if layers:
+        warnings.warn(
+            f"model is in training mode with stochastic layers ({_listed(layers)}), so {what} changes from call "
+            "to call; call model.eval() first", ModelModeWarning, stacklevel=stacklevel)

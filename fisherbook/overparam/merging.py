@@ -26,8 +26,10 @@ __all__ = ["average_merge", "fisher_merge"]
 
 
 def _stack(tensors: Sequence[Tensor], name: str) -> Tensor:
-    if not isinstance(tensors, (list, tuple)) or not tensors:
-        raise ArgumentTypeError(f"{name} must be a non-empty list of flat tensors")
+    if not isinstance(tensors, (list, tuple)):
+        raise ArgumentTypeError(f"{name} must be a non-empty list of flat tensors, got {type(tensors).__name__}")
+    if not tensors:
+        raise InvalidArgumentError(f"{name} must be a non-empty list of flat tensors, got an empty one")
     if not all(isinstance(t, Tensor) for t in tensors):
         raise ArgumentTypeError(f"{name} must hold torch.Tensors")
     shapes = {tuple(t.shape) for t in tensors}

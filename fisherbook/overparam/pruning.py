@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._validate import check_real
+from .._validate import check_finite, check_real
 from ..errors import ArgumentTypeError, InvalidArgumentError, ShapeError
 
 __all__ = ["obd_saliency", "magnitude_saliency", "prune"]
@@ -23,7 +23,7 @@ def _flat(t: Tensor, name: str) -> Tensor:
         raise ArgumentTypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if t.dim() != 1:
         raise ShapeError(f"{name} must be a flat vector of shape (P,), got {tuple(t.shape)}")
-    return t
+    return check_finite(t, name)
 
 
 def obd_saliency(theta: Tensor, fisher_diag: Tensor) -> Tensor:
