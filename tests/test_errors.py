@@ -69,6 +69,8 @@ CASES = [
     ("observed_information", lambda: stats.observed_information(lambda th: th.sum(), t([[1.0]])), ShapeError, ["theta", "1-D"]),
     ("empirical_fisher", lambda: stats.empirical_fisher(lambda th: th.sum(), t([1.0])), ShapeError, ["1-D", "per-example"]),
     ("empirical_fisher", lambda: stats.empirical_fisher(3, t([1.0])), ArgumentTypeError, ["log_lik"]),
+    ("empirical_fisher", lambda: stats.empirical_fisher(Normal(t(0.0), t(1.0)), t([])), ShapeError, ["at least one"]),
+    ("empirical_fisher", lambda: stats.empirical_fisher(lambda th: th[:0], t([1.0])), ShapeError, ["at least one"]),
     ("reparameterize", lambda: stats.reparameterize(_NONSYM, torch.eye(2, dtype=D)), NotPositiveDefiniteError, ["fisher", "symmetric"]),
     ("reparameterize", lambda: stats.reparameterize([[1.0]], torch.eye(1, dtype=D)), ArgumentTypeError, ["fisher", "Tensor"]),
     ("reparameterize", lambda: stats.reparameterize(torch.eye(2, dtype=D), torch.eye(3, dtype=D)), ShapeError, ["jacobian"]),

@@ -943,6 +943,8 @@ def empirical_fisher(
         if lead < 1:
             raise ShapeError("the data must have a leading sample dimension")
         s = s.reshape((-1,) + s.shape[lead:])
+        if s.shape[0] == 0:
+            raise ShapeError("theta (the data x) must hold at least one observation, got none")
         return torch.einsum("n...i,n...j->...ij", s, s) / s.shape[0]
     if params is not None:
         raise InvalidArgumentError("params applies only when log_lik is a Distribution")
@@ -952,6 +954,8 @@ def empirical_fisher(
     out = log_lik(theta)
     if not isinstance(out, Tensor) or out.dim() != 1:
         raise ShapeError("log_lik must return a 1-D tensor of per-example log-likelihoods")
+    if out.shape[0] == 0:
+        raise ShapeError("log_lik returned no per-example log-likelihoods: the empirical Fisher needs at least one")
     jac = torch.autograd.functional.jacobian(log_lik, theta).to(_DTYPE)  # (N, k)
     if not torch.isfinite(jac).all():
         raise NonFiniteError("per-example gradients of log_lik at theta are not finite")
