@@ -122,7 +122,8 @@ def execute(path: Path, timeout: int = 600) -> float:
 def measure(path: Path, timeout: int = 600) -> float:
     """Execute a copy of ``path`` (the stored notebook is not touched); return the wall time in s."""
     nb = nbformat.read(path, as_version=4)
-    with tempfile.TemporaryDirectory() as tmp:
+    # a sibling of the notebook's folder, so that paths like ../benchmarks/x.json resolve as they do in place
+    with tempfile.TemporaryDirectory(prefix=".seeds-", dir=path.resolve().parent.parent) as tmp:
         for item in path.parent.iterdir():  # the notebook's neighbours, for relative paths
             if item.suffix != ".ipynb" and item.is_file():
                 shutil.copy(item, tmp)

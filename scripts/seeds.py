@@ -74,7 +74,8 @@ def run_one(path: str, seed: int, timeout: int) -> Result:
     src = Path(path)
     nb = nbformat.read(src, as_version=4)
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="fisherbook-seeds-") as tmp:
+    # a sibling of the notebook's folder, so that paths like ../benchmarks/x.json resolve as they do in place
+    with tempfile.TemporaryDirectory(prefix=".seeds-", dir=src.resolve().parent.parent) as tmp:
         for item in src.parent.iterdir():  # the notebook's neighbours, for relative paths
             if item.is_file() and item.suffix != ".ipynb":
                 shutil.copy(item, tmp)
