@@ -147,7 +147,7 @@ class EWC(Strategy):
         Strength :math:`\lambda \ge 0`.
     kind : str
         Which diagonal Fisher: ``"true"``, ``"mc"`` or ``"empirical"`` (no default; see
-        :func:`.diagonal_fisher`).
+        :func:`~fisherbook.continual.fisher.diagonal_fisher`).
     online : bool
         Online EWC (one Fisher, one anchor).
     gamma : float
@@ -178,7 +178,7 @@ class EWC(Strategy):
     -----
     ModelModeWarning
         From :meth:`after_task`, if the model is in training mode with dropout (see
-        :func:`.diagonal_fisher`, which also refuses train-mode batch norm).
+        :func:`~fisherbook.continual.fisher.diagonal_fisher`, which also refuses train-mode batch norm).
 
     Examples
     --------

@@ -330,7 +330,7 @@ def diagonal_fisher(
 ) -> list[Tensor]:
     r"""Diagonal Fisher of the union of the ranks' data, one tensor per parameter (for EWC).
 
-    The distributed counterpart of :func:`fisherbook.continual.diagonal_fisher`: every rank gets
+    The distributed counterpart of :func:`fisherbook.continual.fisher.diagonal_fisher`: every rank gets
     the same list, shaped like ``list(model.parameters())``, so an EWC penalty built from it (and
     the anchors, equal on every rank under DDP) is the same on every rank, and DDP's gradient
     average of the penalised loss is the one-process gradient.
