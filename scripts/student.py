@@ -2,8 +2,9 @@
 
 Cells tagged ``solution`` (the solution directives and any code between ``solution-start`` and
 ``solution-end``) are dropped, outputs are cleared, and the notebooks are written to
-``_student/book/``. ``make student`` then executes each copy from a fresh kernel to prove it still
-runs without the solutions.
+``_student/book/``, with the benchmark results the chapters read (``_student/benchmarks/``).
+``make student`` then executes each copy from a fresh kernel to prove it still runs without the
+solutions.
 """
 
 from __future__ import annotations
@@ -65,6 +66,12 @@ def main(argv: list[str] | None = None) -> int:
         dropped = len(nb.cells) - len(copy.cells)
         nbformat.write(copy, args.out / "book" / path.name)
         print(f"{path.name}: {dropped} solution cells removed")
+    # the results files chapters read by relative path (../benchmarks/*.json, reports), so the copies
+    # run as the chapters do
+    (args.out / "benchmarks").mkdir()
+    for item in sorted((ROOT / "benchmarks").iterdir()):
+        if item.suffix in (".json", ".md"):
+            shutil.copy(item, args.out / "benchmarks" / item.name)
     return 0
 
 
