@@ -39,6 +39,7 @@ from torch import Tensor, nn
 
 from .._validate import check_int, check_option, check_real
 from ..errors import ArgumentTypeError, InvalidArgumentError, NonFiniteError, UnsupportedError
+from ._groups import check_model_wide
 
 __all__ = ["KFAC"]
 
@@ -419,12 +420,7 @@ class KFAC(torch.optim.Optimizer):
         super().add_param_group(param_group)
         group = self.param_groups[-1]
         _check_group(group)
-        first = self.param_groups[0]
-        for key in _MODEL_WIDE:
-            if group[key] != first[key]:
-                raise InvalidArgumentError(
-                    f"{key} is a setting of the whole model in KFAC: every param group must have the first "
-                    f"group's value {first[key]!r}, got {group[key]!r}")
+        check_model_wide(self.param_groups, _MODEL_WIDE, "model in KFAC")
         if self._ready:
             self._discover(stacklevel=3)
 

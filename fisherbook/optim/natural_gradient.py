@@ -30,6 +30,7 @@ from torch.nn.utils import parameters_to_vector
 from .._validate import check_int, check_option, check_real, check_tensor
 from ..errors import ArgumentTypeError, InvalidArgumentError, NonFiniteError, ShapeError, UnsupportedError
 from ..linalg import conjugate_gradient
+from ._groups import check_model_wide
 
 __all__ = ["NaturalGradient", "natural_gradient_path"]
 
@@ -341,12 +342,7 @@ class NaturalGradient(torch.optim.Optimizer):
         super().add_param_group(param_group)
         group = self.param_groups[-1]
         _check_group(group)
-        first = self.param_groups[0]
-        for key in _MODEL_WIDE:
-            if group[key] != first[key]:
-                raise InvalidArgumentError(
-                    f"{key} is a setting of the whole NaturalGradient optimiser: every param group must have the "
-                    f"first group's value {first[key]!r}, got {group[key]!r}")
+        check_model_wide(self.param_groups, _MODEL_WIDE, "NaturalGradient optimiser")
         if getattr(self, "_model", None) is not None:
             self._check_params_in_model()
         self._curvature = None
