@@ -1,10 +1,15 @@
-r"""Numerical kernels shared by :mod:`fisherbook.stats` and :mod:`fisherbook.geometry`.
+r"""Numerical kernels shared by :mod:`fisherbook.stats`, :mod:`fisherbook.geometry` and :mod:`fisherbook.bayes`.
 
-One of each, each tested once in ``tests/test_inference.py``:
+One of each, each tested once in ``tests/test_inference.py`` (and :func:`chord_newton` in
+``tests/test_influence.py``):
 
 - :func:`newton` — a batched, Levenberg–Marquardt damped Newton minimiser (used by
-  :func:`~fisherbook.stats.mle.mle`, :func:`~fisherbook.geometry.dualflat.from_expectation` and
-  :func:`~fisherbook.geometry.dualflat.m_projection`);
+  :func:`~fisherbook.stats.mle.mle`, :func:`~fisherbook.geometry.dualflat.from_expectation`,
+  :func:`~fisherbook.geometry.dualflat.m_projection` and
+  :func:`~fisherbook.bayes.influence.fit_newton`);
+- :func:`chord_newton` — Newton's iteration with the matrix held fixed (the chord or simplified
+  Newton method), for a minimiser that moves little from a point whose Hessian is known (the
+  leave-one-out retrainings of :func:`~fisherbook.bayes.influence.leave_one_out`);
 - :func:`bisect` — a vectorised bisection on a predicate, for NumPy arrays or torch tensors
   (used by the likelihood-ratio intervals of :mod:`fisherbook.stats.intervals` and the
   test-inversion intervals of :mod:`fisherbook.stats.likelihood_intervals`);
@@ -31,7 +36,7 @@ from torch import Tensor
 from ._validate import check_level, check_symmetric_psd
 from .errors import NotPositiveDefiniteError
 
-__all__ = ["NewtonResult", "bisect", "bisect_bracket", "newton", "spd_inverse", "two_sided_z"]
+__all__ = ["NewtonResult", "bisect", "bisect_bracket", "chord_newton", "newton", "spd_inverse", "two_sided_z"]
 
 Array = TypeVar("Array", np.ndarray, Tensor)
 
@@ -179,3 +184,44 @@ def newton(
         lam = torch.where(ok, lam / 10, torch.where(lam > 0, lam * 10, 1e-3 * diag_scale))
         val, g, H = fun(x)
     return NewtonResult(x=x, value=val, grad=g, hess=H, converged=done, n_iter=it)
+
+
+def chord_newton(
+    grad: Callable[[Tensor], Tensor],
+    x0: Tensor,
+    matrix: Tensor,
+    *,
+    tol: float,
+    max_iter: int,
+) -> tuple[Tensor, int, bool]:
+    r"""Solve :math:`\nabla J(x) = 0` by the chord method :math:`x_{t+1} = x_t - M^{-1}\nabla J(x_t)`.
+
+    ``matrix`` :math:`M` is a fixed symmetric positive-definite approximation of the Hessian
+    (factored once by Cholesky), so each iteration costs one gradient and two triangular solves.
+    The iteration converges linearly, at rate :math:`\rho(I - M^{-1}H)` near the root, which is
+    small when :math:`M` is the Hessian at a nearby point; it is Newton's method when :math:`M`
+    is refreshed every step (:func:`newton`). Stops when :math:`\lVert\nabla J\rVert_2 \le`
+    ``tol``.
+
+    Returns ``(x, iterations, converged)``; the caller decides how to report non-convergence
+    (for instance by falling back to :func:`newton`).
+
+    >>> A = torch.tensor([[2.0, 0.5], [0.5, 1.0]], dtype=torch.float64)
+    >>> b = torch.tensor([1.0, -1.0], dtype=torch.float64)
+    >>> x, it, ok = chord_newton(lambda x: A @ x - b, torch.zeros(2, dtype=torch.float64),
+    ...                          A + 0.1 * torch.eye(2, dtype=torch.float64), tol=1e-12, max_iter=100)
+    >>> ok, bool(torch.allclose(x, torch.linalg.solve(A, b)))
+    (True, True)
+    """
+    chol, info = torch.linalg.cholesky_ex(0.5 * (matrix + matrix.transpose(-1, -2)))
+    if int(info) != 0:
+        raise NotPositiveDefiniteError("the chord matrix is not positive definite (Cholesky failed)")
+    x = x0.detach().clone()
+    for it in range(max_iter + 1):
+        g = grad(x)
+        if float(torch.linalg.vector_norm(g)) <= tol:
+            return x, it, True
+        if it == max_iter:
+            break
+        x = x - torch.cholesky_solve(g.unsqueeze(-1), chol).squeeze(-1)
+    return x, max_iter, False

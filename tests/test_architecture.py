@@ -26,7 +26,7 @@ ALLOWED = {
     "curvature": {"errors", "_validate", "linalg"},
     "optim": {"errors", "_validate", "linalg", "curvature"},
     "continual": {"errors", "_validate", "linalg", "curvature", "data"},
-    "bayes": {"errors", "_validate", "linalg", "curvature", "data", "stats"},
+    "bayes": {"errors", "_validate", "_numerics", "linalg", "curvature", "data", "stats"},
     "overparam": {"errors", "_validate", "linalg", "curvature", "data"},
     "experiments": None,  # anything
 }

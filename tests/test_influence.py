@@ -300,3 +300,51 @@ def test_frozen_parameters_are_held_fixed_and_left_out():
     torch.testing.assert_close(influence_scores(model, "categorical", (x, y), test, l2=0.5, curvature="ggn"),
                                influence_scores(ref, "categorical", (x, y), test, l2=0.5, curvature="ggn"),
                                rtol=1e-12, atol=1e-14)
+
+
+def test_chord_newton_converges_linearly_to_newtons_root_and_reports_failure():
+    # the chord iteration with a fixed matrix near the Hessian reaches the same root as Newton
+    # on a smooth strictly convex objective (ridge-logistic), and says so when it runs out of steps
+    from fisherbook._numerics import chord_newton, newton
+
+    g = torch.Generator().manual_seed(3)
+    X = torch.randn(40, 3, generator=g, dtype=torch.float64)
+    y = (torch.rand(40, generator=g, dtype=torch.float64) < torch.sigmoid(X @ torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64))).double()
+
+    def value(w):
+        return torch.nn.functional.softplus(X @ w).sum() - (y * (X @ w)).sum() + 0.5 * (w * w).sum()
+
+    def fun(w):
+        p = torch.sigmoid(X @ w)
+        return value(w), X.T @ (p - y) + w, X.T @ (X * (p * (1 - p))[:, None]) + torch.eye(3, dtype=torch.float64)
+
+    w0 = torch.zeros(3, dtype=torch.float64)
+    exact = newton(fun, value, w0, tol=1e-13, max_iter=50, criterion="gradient")
+    assert bool(exact.converged)
+    M = fun(w0)[2]  # the Hessian at the start, not at the root
+    w, iters, ok = chord_newton(lambda w: fun(w)[1], w0, M, tol=1e-11, max_iter=200)
+    assert ok and iters > 3  # linear, not quadratic, convergence: more steps than Newton's
+    assert torch.allclose(w, exact.x, atol=1e-9)
+    _, _, ok1 = chord_newton(lambda w: fun(w)[1], w0, M, tol=1e-11, max_iter=1)
+    assert not ok1
+
+
+def test_fit_newton_from_a_nonconvex_start_reaches_a_minimum():
+    # a tanh network starts where the Hessian is indefinite; the damped solver still stops at a
+    # point with a small gradient and a positive-definite Hessian
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Tanh(), torch.nn.Linear(3, 1)).double()
+    x = torch.randn(30, 2, dtype=torch.float64)
+    y = torch.sin(2 * x[:, :1]) + x[:, 1:] ** 2
+    fit_newton(net, "gaussian", x, y, l2=0.1, tol=1e-8, max_steps=200)
+    theta = torch.nn.utils.parameters_to_vector(net.parameters()).detach()
+
+    def J(t):
+        w1, b1, w2, b2 = t[:6].view(3, 2), t[6:9], t[9:12].view(1, 3), t[12:]
+        out = torch.tanh(x @ w1.T + b1) @ w2.T + b2
+        return 0.5 * ((out - y) ** 2).sum() + 0.05 * (t * t).sum()
+
+    grad = torch.func.grad(J)(theta)
+    H = torch.func.hessian(J)(theta)
+    assert float(grad.norm()) <= 1e-8
+    assert float(torch.linalg.eigvalsh(H)[0]) > 0

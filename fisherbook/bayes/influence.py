@@ -44,10 +44,11 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, grad, hessian, vmap
+from torch.func import functional_call, grad, hessian, jacfwd, jacrev, vmap
 from torch.nn.utils import parameters_to_vector
 
 from .. import curvature as _curvature_core
+from .._numerics import chord_newton, newton
 from .._validate import check_finite, check_int, check_option, check_real
 from ..curvature.likelihoods import LIKELIHOODS, Likelihood, get_likelihood
 from ..curvature.per_example import ParamLayout
@@ -287,7 +288,7 @@ class _Problem:
         P = theta.numel()
         eye = torch.eye(P, dtype=theta.dtype, device=theta.device)
         if kind == "hessian":
-            H = hessian(lambda t: self.losses(t, x, y).sum())(theta)
+            H = _hessian(lambda t: self.losses(t, x, y).sum())(theta)
         elif kind == "ggn":
             H = self.ggn(x, y)  # only ever asked at the model's own parameters
         else:
@@ -295,10 +296,6 @@ class _Problem:
             H = G.T @ G
         H = 0.5 * (H + H.T)
         return H.detach() + l2 * eye
-
-
-def _objective(prob: _Problem, x: Tensor, y: Tensor, l2: float) -> Callable[[Tensor], Tensor]:
-    return lambda theta: prob.losses(theta, x, y).sum() + 0.5 * l2 * (theta * theta).sum()
 
 
 def _objective_grad(
@@ -379,43 +376,54 @@ def objective_curvature(
     return prob.curvature(prob.theta0, x, y, kind, l2)
 
 
-def _newton(
-    grad_fn: Callable[[Tensor], Tensor],
-    theta: Tensor,
-    hess_fn: Callable[[Tensor], Tensor],
-    obj_fn: Callable[[Tensor], Tensor] | None,
+def _hessian(f: Callable[..., Tensor]) -> Callable[..., Tensor]:
+    """``torch.func.hessian`` (forward over reverse) that tolerates a model left in training mode
+    with dropout: every tangent direction sees the same random mask (``randomness="same"``), so
+    the result is the Hessian of one realisation of the loss (the mode check has warned)."""
+    return jacfwd(jacrev(f), randomness="same")
+
+
+def _minimise(
+    prob: _Problem,
+    x: Tensor,
+    y: Tensor,
+    l2: float,
+    theta0: Tensor,
     tol: float,
     max_steps: int,
-    refresh: int,
+    drop: int | None = None,
 ) -> tuple[Tensor, int]:
-    """Newton iterations with the Hessian refreshed every ``refresh`` steps (and a backtracking
-    line search when ``obj_fn`` is given); stops when the gradient norm falls below ``tol``."""
-    chol: Tensor | None = None
-    g = grad_fn(theta)
-    for step in range(max_steps + 1):
-        g = grad_fn(theta)
-        if torch.linalg.vector_norm(g) <= tol:
-            return theta, step
-        if step == max_steps:
-            break
-        if chol is None or step % refresh == 0:
-            H = hess_fn(theta)
-            chol, info = torch.linalg.cholesky_ex(H)
-            if int(info) != 0:
-                raise NotPositiveDefiniteError("the curvature of the objective is not positive definite; increase l2")
-        d = torch.cholesky_solve(g.unsqueeze(1), chol).squeeze(1)
-        if obj_fn is None:
-            theta = theta - d
-        else:
-            f0, t = obj_fn(theta), 1.0
-            slope = (g * d).sum()
-            while t > 1e-10 and obj_fn(theta - t * d) > f0 - 1e-4 * t * slope:
-                t *= 0.5
-            theta = theta - t * d
-    raise ConvergenceError(
-        f"Newton iterations did not reach gradient norm {tol:g} in {max_steps} steps "
-        f"(last {float(torch.linalg.vector_norm(g)):.3g}); raise max_steps or tol"
-    )
+    r"""Minimise :math:`J` (or :math:`J - \ell_{\text{drop}}`) by the shared damped Newton solver.
+
+    :func:`fisherbook._numerics.newton` stops on the largest gradient component; asking it for
+    ``tol / sqrt(P)`` makes the stopping rule :math:`\lVert\nabla J\rVert_2 \le` ``tol`` that
+    :func:`fit_newton` documents hold at the returned point.
+    """
+    weights = torch.ones(x.shape[0], dtype=theta0.dtype, device=theta0.device)
+    if drop is not None:
+        weights[drop] = 0.0
+
+    def value(theta: Tensor) -> Tensor:
+        return ((weights * prob.losses(theta, x, y)).sum() + 0.5 * l2 * (theta * theta).sum()).detach()
+
+    def fun(theta: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        H = prob.curvature(theta, x, y, "hessian", l2)
+        if drop is not None:
+            H = H - _hessian(prob.single_loss)(theta, x[drop], y[drop]).detach()
+        g = _objective_grad(prob, x, y, l2, drop=drop)(theta)
+        return value(theta), g, H
+
+    g0 = _objective_grad(prob, x, y, l2, drop=drop)(theta0)
+    if float(torch.linalg.vector_norm(g0)) <= tol:  # the start already meets the tolerance
+        return theta0, 0
+    res = newton(fun, value, theta0, tol=tol / math.sqrt(theta0.numel()), max_iter=max_steps, criterion="gradient")
+    gnorm = float(torch.linalg.vector_norm(res.grad))
+    if not bool(res.converged) or gnorm > tol:
+        raise ConvergenceError(
+            f"Newton iterations did not reach gradient norm {tol:g} in {max_steps} steps "
+            f"(last {gnorm:.3g}); raise max_steps or tol, or l2 if the objective is not strictly convex"
+        )
+    return res.x, res.n_iter
 
 
 def _check_tol(tol: Any, max_steps: Any) -> tuple[float, int]:
@@ -434,10 +442,11 @@ def fit_newton(
 ) -> int:
     r"""Minimise :math:`J(\theta) = \sum_i \ell_i(\theta) + \tfrac{\lambda}{2}\lVert\theta\rVert^2` by Newton, in place.
 
-    Exact Hessian, Cholesky solve, backtracking (Armijo) line search; meant for small convex
-    models (linear, logistic, softmax regression), whose minimiser :func:`influence_scores` and
-    :func:`leave_one_out` need to high accuracy. Stops when
-    :math:`\lVert\nabla J\rVert \le` ``tol``.
+    Exact Hessian and the package's one damped Newton solver (Levenberg–Marquardt damping that
+    is shifted past any negative curvature, steps that raise :math:`J` rejected); meant for small
+    convex models (linear, logistic, softmax regression), whose minimiser :func:`influence_scores`
+    and :func:`leave_one_out` need to high accuracy. Stops when
+    :math:`\lVert\nabla J\rVert_2 \le` ``tol`` at a point where the Hessian is positive definite.
 
     Parameters
     ----------
@@ -462,9 +471,8 @@ def fit_newton(
     Raises
     ------
     ConvergenceError
-        If the tolerance is not reached in ``max_steps`` steps (a ``RuntimeError``).
-    NotPositiveDefiniteError
-        If the Hessian of :math:`J` is not positive definite on the way (increase ``l2``).
+        If the tolerance is not reached in ``max_steps`` steps, or only where the Hessian is not
+        positive definite (a ``RuntimeError``; increase ``max_steps``, or ``l2``).
 
     Examples
     --------
@@ -480,16 +488,7 @@ def fit_newton(
     tol, max_steps = _check_tol(tol, max_steps)
     check_model_mode(model, "the objective", per_example=True)
     x, y = prob.data((inputs, targets), "inputs/targets")
-    obj = _objective(prob, x, y, l2)
-    theta, steps = _newton(
-        _objective_grad(prob, x, y, l2),
-        prob.theta0.clone(),
-        lambda t: prob.curvature(t, x, y, "hessian", l2),
-        lambda t: obj(t).detach(),
-        tol,
-        max_steps,
-        refresh=1,
-    )
+    theta, steps = _minimise(prob, x, y, l2, prob.theta0.clone(), tol, max_steps)
     prob.load(theta)
     return steps
 
@@ -670,37 +669,26 @@ def leave_one_out(
     xte, yte = prob.data(test, "test")
     idx = _check_indices(indices, xtr.shape[0])
 
-    def hess_full(t: Tensor) -> Tensor:
-        return prob.curvature(t, xtr, ytr, "hessian", l2)
-
-    theta_hat, _ = _newton(
-        _objective_grad(prob, xtr, ytr, l2), prob.theta0.clone(), hess_full, None, tol, max_steps, refresh=1
-    )
-    H_hat = hess_full(theta_hat)
+    theta_hat, _ = _minimise(prob, xtr, ytr, l2, prob.theta0.clone(), tol, max_steps)
+    H_hat = prob.curvature(theta_hat, xtr, ytr, "hessian", l2)
 
     def test_loss(t: Tensor) -> Tensor:
         return prob.losses(t, xte, yte).mean().detach()
 
     base = test_loss(theta_hat)
-    single_hess = hessian(prob.single_loss)
+    single_hess = _hessian(prob.single_loss)
     out = []
     for i in idx:
-        xi, yi = xtr[i], ytr[i]
-        H_i = single_hess(theta_hat, xi, yi).detach()
-
-        def hess_minus(t: Tensor, xi: Tensor = xi, yi: Tensor = yi, H_i: Tensor = H_i) -> Tensor:
-            if t is theta_hat:
-                return H_hat - H_i
-            return hess_full(t) - single_hess(t, xi, yi).detach()
-
-        theta_i, _ = _newton(
-            _objective_grad(prob, xtr, ytr, l2, drop=i),
-            theta_hat,
-            hess_minus,
-            None,
-            tol,
-            max_steps,
-            refresh=25,
-        )
+        # Removing one point moves the minimiser little, so the chord method with the Hessian of
+        # J - l_i at theta_hat converges in a few cheap iterations; the damped Newton solver takes
+        # over if it does not (or if that Hessian is not positive definite).
+        H_minus = H_hat - single_hess(theta_hat, xtr[i], ytr[i]).detach()
+        grad_minus = _objective_grad(prob, xtr, ytr, l2, drop=i)
+        try:
+            theta_i, _, ok = chord_newton(grad_minus, theta_hat, H_minus, tol=tol, max_iter=max_steps)
+        except NotPositiveDefiniteError:
+            theta_i, ok = theta_hat, False
+        if not ok:
+            theta_i, _ = _minimise(prob, xtr, ytr, l2, theta_i, tol, max_steps, drop=i)
         out.append(test_loss(theta_i) - base)
     return torch.stack(out)
