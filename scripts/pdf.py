@@ -52,6 +52,9 @@ PRINT_CSS = """
 .primary-toggle, .secondary-toggle, .copybtn, button.toggle-button { display: none !important; }
 .table-wrapper, .pst-scrollable-table-container { overflow: visible !important; }
 table { font-size: 8pt; } .fb-pageref { font-size: 85%; color: #555; }
+/* a numbered equation's anchor is its block: keep the block whole so the anchor lands on the page
+   that shows the equation (a split block left its top, and the anchor, on the page before) */
+div.math, mjx-container[display="true"] { break-inside: avoid; page-break-inside: avoid; }
 .bd-container, .bd-container__inner, .bd-page-width, .bd-main, .bd-content, .bd-article-container,
 .bd-article { max-width: 100% !important; width: 100% !important; margin: 0 !important;
   padding: 0 !important; display: block !important; }
@@ -99,9 +102,15 @@ CONTENTS_JS = r"""() => {
   nav.id = 'fb-contents';
   nav.innerHTML = '<h2>Contents</h2>';
   const list = document.createElement('ul');
-  const link = (target, text) => {
+  // the entry is a copy of the heading's rendered content (typeset maths included; textContent
+  // would drop or garble it), without its permalink
+  const link = (target, heading) => {
     const a = document.createElement('a');
-    a.className = 'reference internal'; a.href = '#' + target; a.textContent = text.replace(/#$/, '').trim();
+    a.className = 'reference internal'; a.href = '#' + target;
+    const copy = heading.cloneNode(true);
+    copy.querySelectorAll('a.headerlink').forEach(e => e.remove());
+    copy.querySelectorAll('[id]').forEach(e => e.removeAttribute('id'));
+    a.append(...copy.childNodes);
     return a;
   };
   for (const span of docs) {
@@ -109,7 +118,7 @@ CONTENTS_JS = r"""() => {
     const h = sec && sec.querySelector('h1, h2');
     if (!h) continue;
     const li = document.createElement('li');
-    li.appendChild(link(span.id, h.textContent));
+    li.appendChild(link(span.id, h));
     const subs = [...sec.querySelectorAll(':scope > section[id]')]
       .filter(s => s.querySelector('h2, h3') && !/^exercise|^solution/.test(s.id))
       .map(s => {
@@ -123,7 +132,7 @@ CONTENTS_JS = r"""() => {
       const ul = document.createElement('ul');
       for (const [id, sh] of subs) {
         const sli = document.createElement('li');
-        sli.appendChild(link(id, sh.textContent));
+        sli.appendChild(link(id, sh));
         ul.appendChild(sli);
       }
       li.appendChild(ul);

@@ -204,7 +204,7 @@ def linear_layout(model: nn.Module, layout: ParamLayout, representation: str | N
         offending.append("parameters not registered to any module")
     if offending:
         if representation is None:
-            return None  # type: ignore[return-value]
+            return None  # type: ignore[return-value]  # the documented 'no fast path' answer when no representation was asked
         raise UnsupportedError(
             f"representation={representation!r} supports models whose parameters all belong to "
             f"{', '.join(KFAC_LAYERS if allow_conv else SUPPORTED_LAYERS)} layers (each called once per "
@@ -329,7 +329,7 @@ def structured_pseudo_grads(stats: LinearStats, layout: ParamLayout,
             else:
                 pieces[layer.weight_index] = g[..., :-1].reshape(g.shape[0], c, -1)
                 pieces[layer.bias_index] = g[..., -1]
-        yield torch.cat(pieces, dim=-1)  # type: ignore[arg-type]
+        yield torch.cat(pieces, dim=-1)  # type: ignore[arg-type]  # every slot is filled: the layers cover all parameters
 
 
 def per_example_grads(model: nn.Module, inputs: Tensor, targets: Tensor, likelihood: str | Likelihood = "categorical",
