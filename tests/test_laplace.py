@@ -218,3 +218,27 @@ def test_calibration_metrics_are_importable_from_where_they_were():
 
     assert laplace.calibration_curve is calibration.calibration_curve is fb.calibration_curve
     assert laplace.expected_calibration_error is calibration.expected_calibration_error is fb.expected_calibration_error
+
+
+@pytest.mark.parametrize("representation", ["dense", "diagonal", "kfac", "block_diagonal"])
+def test_fit_on_batches_matches_fit_on_one_tensor(representation):
+    # a DataLoader, a list of batches and a one-shot generator give the exact mean Fisher, the same
+    # log-likelihood and so the same evidence and predictions as the whole tensor, to round-off
+    from torch.utils.data import DataLoader, TensorDataset
+
+    torch.manual_seed(1)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 6), torch.nn.Tanh(), torch.nn.Linear(6, 4)).double()
+    X = torch.randn(53, 3, dtype=torch.float64)
+    y = torch.randint(0, 4, (53,))
+    whole = LastLayerLaplace(net, representation=representation, prior_precision=0.7).fit(X, y)
+    sources = {
+        "loader": DataLoader(TensorDataset(X, y), batch_size=10),  # uneven: the last batch has 3
+        "list": [(X[:30], y[:30]), (X[30:], y[30:])],
+        "generator": ((X[i:i + 17], y[i:i + 17]) for i in range(0, 53, 17)),
+    }
+    for name, data in sources.items():
+        part = LastLayerLaplace(net, representation=representation, prior_precision=0.7).fit(data)
+        assert part.n_data == 53, name
+        assert torch.allclose(part.fisher.to_dense(), whole.fisher.to_dense(), rtol=1e-12, atol=1e-14), name
+        assert torch.allclose(part.log_marginal_likelihood(), whole.log_marginal_likelihood(), rtol=1e-12), name
+        assert torch.allclose(part.predict(X[:5]), whole.predict(X[:5]), rtol=1e-12), name

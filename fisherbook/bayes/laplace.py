@@ -38,6 +38,7 @@ Fisher and the predictive, would change from call to call).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -46,6 +47,7 @@ from torch.func import functional_call, jacrev, vmap
 
 from .._validate import check_int, check_option, check_real, check_tensor
 from ..curvature import fisher as _fisher
+from ..curvature.batches import as_batches
 from ..curvature.likelihoods import get_likelihood
 from ..curvature.representations import CurvatureMatrix
 from ..errors import (
@@ -193,15 +195,19 @@ class LastLayerLaplace:
         return self.fisher
 
     # -- fitting -------------------------------------------------------------------------------
-    def fit(self, inputs: Tensor, targets: Tensor) -> LastLayerLaplace:
+    def fit(self, inputs: Any, targets: Tensor | None = None) -> LastLayerLaplace:
         r"""Compute the last-layer Fisher :math:`F` (mean over the training data) and :math:`\log p(D \mid \hat\theta)`.
 
         Parameters
         ----------
-        inputs : Tensor
-            Training inputs, ``N`` examples along dim 0.
-        targets : Tensor
-            Class indices (``"categorical"``) or 0/1 labels (``"bernoulli"``), ``N`` of them.
+        inputs : Tensor, torch.utils.data.DataLoader or iterable of batches
+            Training inputs, ``N`` examples along dim 0; or a ``DataLoader`` (or any iterable)
+            yielding ``(inputs, targets)`` batches, read once. With batches, :math:`F` is the exact
+            mean over all examples (each batch contributes its sum) and memory holds one batch's
+            features at a time.
+        targets : Tensor, optional
+            Class indices (``"categorical"``) or 0/1 labels (``"bernoulli"``), ``N`` of them;
+            required with a tensor of inputs, and ``None`` with batches (they carry their own).
 
         Returns
         -------
@@ -211,24 +217,69 @@ class LastLayerLaplace:
         Raises
         ------
         ShapeError
-            If ``inputs`` is empty or ``targets`` does not hold one entry per input.
+            If ``inputs`` is empty, ``targets`` does not hold one entry per input, or a batch has no
+            targets.
         NonFiniteError
             If ``inputs``, ``targets`` or the model's outputs hold NaN or infinite values.
         InvalidArgumentError
             If ``targets`` are not class indices in range (``"categorical"``) or 0/1 labels
-            (``"bernoulli"``).
+            (``"bernoulli"``), or if ``targets`` is given together with batches.
 
         Warns
         -----
         ModelModeWarning
             If the model is in training mode with dropout or batch normalisation (the features,
             and so the Fisher, would change from call to call).
+
+        Examples
+        --------
+        >>> import torch
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+        <torch._C.Generator object at ...>
+        >>> net = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3)).double()
+        >>> X = torch.randn(40, 2, dtype=torch.float64); y = torch.randint(0, 3, (40,))
+        >>> whole = LastLayerLaplace(net, representation="dense").fit(X, y)
+        >>> streamed = LastLayerLaplace(net, representation="dense").fit(DataLoader(TensorDataset(X, y), batch_size=7))
+        >>> bool(torch.allclose(whole.fisher.to_dense(), streamed.fisher.to_dense()))
+        True
         """
-        phi, out = self.features(inputs)
+        if isinstance(inputs, Tensor):
+            if targets is None:
+                raise ArgumentTypeError("targets must be a torch.Tensor when inputs is a tensor, got None")
+            source: Any = [(inputs, targets)]
+        else:
+            if targets is not None:
+                raise InvalidArgumentError("targets must be None when inputs is a DataLoader or an iterable of "
+                                           "batches: each batch carries its own (inputs, targets)")
+            source = as_batches(inputs, None, store=False, progress=False)
+        loglik: list[Tensor] = []
+        count = 0
+
+        def feature_batches() -> Iterator[Tensor]:
+            nonlocal count
+            for index, (x, t) in enumerate(source):
+                phi, out = self.features(x)
+                where = "targets" if isinstance(inputs, Tensor) else f"batch {index} of inputs"
+                if t is None:
+                    raise ShapeError(f"{where} has no targets: fit needs (inputs, targets) batches")
+                loglik.append(self._loglik(phi, out, t, where))
+                count += int(phi.shape[0])
+                yield phi
+
+        self.fisher = _fisher(self.last, feature_batches(), likelihood=self.likelihood, kind="true",
+                              representation=self.representation)
+        self.n_data = count
+        self._map_loglik = torch.stack(loglik).sum().detach()
+        return self
+
+    def _loglik(self, phi: Tensor, out: Tensor, targets: Tensor, where: str) -> Tensor:
+        r""":math:`\sum_n \log p(y_n \mid x_n, \hat\theta)` over one batch, after checking its targets."""
         if not isinstance(targets, Tensor):
             raise ArgumentTypeError(f"targets must be a torch.Tensor, got {type(targets).__name__}")
         if targets.ndim == 0 or targets.shape[0] != phi.shape[0]:
-            raise ShapeError(f"targets must be a tensor with {phi.shape[0]} entries (one per input), got shape "
+            name = "targets" if where == "targets" else f"the targets of {where}"
+            raise ShapeError(f"{name} must be a tensor with {phi.shape[0]} entries (one per input), got shape "
                              f"{tuple(targets.shape)}")
         check_tensor(targets, "targets")
         out = out.reshape(out.shape[0], -1)
@@ -236,12 +287,7 @@ class LastLayerLaplace:
         lik = get_likelihood(self.likelihood)
         t = targets.to(out.device)
         t = t.reshape(-1) if self.likelihood == "categorical" else t.reshape(out.shape).to(out.dtype)
-        ll = lik.log_prob(out, t).sum()
-        self.fisher = _fisher(self.last, phi, likelihood=self.likelihood, kind="true",
-                              representation=self.representation)
-        self.n_data = int(phi.shape[0])
-        self._map_loglik = ll.detach()
-        return self
+        return lik.log_prob(out, t).sum()
 
     def log_marginal_likelihood(self, prior_precision: float | None = None) -> Tensor:
         r"""Laplace approximation of :math:`\log p(D \mid \tau)` for the last layer.

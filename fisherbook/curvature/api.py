@@ -387,7 +387,7 @@ def _shape_errors(x: Tensor, name: str = "inputs") -> Callable[[Callable[..., T]
 
 def fisher(
     model: nn.Module,
-    inputs: Tensor,
+    inputs: Tensor | Iterable[Any],
     likelihood: str | Likelihood = "categorical",
     kind: str = "true",
     targets: Tensor | None = None,
