@@ -348,3 +348,55 @@ def test_fit_newton_from_a_nonconvex_start_reaches_a_minimum():
     H = torch.func.hessian(J)(theta)
     assert float(grad.norm()) <= 1e-8
     assert float(torch.linalg.eigvalsh(H)[0]) > 0
+
+
+def _loader_problem():
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(37, 3, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (37,), generator=g)
+    torch.manual_seed(5)
+    return torch.nn.Linear(3, 3).double(), x, y
+
+
+def test_objective_curvature_over_batches_equals_the_whole_tensor():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    model, x, y = _loader_problem()
+    loader = DataLoader(TensorDataset(x, y), batch_size=8)  # uneven last batch
+    for kind in ("hessian", "ggn", "empirical"):
+        whole = objective_curvature(model, "categorical", x, y, kind=kind, l2=0.3)
+        for data in (loader, [(x[:20], y[:20]), (x[20:], y[20:])], ((x[i:i + 9], y[i:i + 9]) for i in range(0, 37, 9))):
+            parts = objective_curvature(model, "categorical", data, kind=kind, l2=0.3)
+            assert torch.allclose(parts, whole, rtol=1e-12, atol=1e-12), kind
+
+
+def test_fit_newton_and_influence_over_batches_equal_the_whole_tensor():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    model, x, y = _loader_problem()
+    twin = torch.nn.Linear(3, 3).double()
+    twin.load_state_dict(model.state_dict())
+    fit_newton(model, "categorical", x, y, l2=0.5, tol=1e-11)
+    fit_newton(twin, "categorical", DataLoader(TensorDataset(x, y), batch_size=10), l2=0.5, tol=1e-11)
+    assert torch.allclose(model.weight, twin.weight, atol=1e-10) and torch.allclose(model.bias, twin.bias, atol=1e-10)
+    test = (x[:6] + 0.1, y[:6])
+    for curvature in ("hessian", "ggn"):
+        whole = influence_scores(model, "categorical", (x, y), test, l2=0.5, curvature=curvature)
+        parts = influence_scores(model, "categorical", DataLoader(TensorDataset(x, y), batch_size=10),
+                                 [(test[0][:4], test[1][:4]), (test[0][4:], test[1][4:])], l2=0.5, curvature=curvature)
+        assert parts.shape == (37,)
+        assert torch.allclose(parts, whole, rtol=1e-10, atol=1e-13), curvature
+
+
+def test_batches_without_targets_and_loaders_for_leave_one_out_are_refused():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from fisherbook.errors import ArgumentTypeError, ShapeError
+
+    model, x, y = _loader_problem()
+    with pytest.raises(ShapeError, match="batch 0 of inputs has no targets"):
+        objective_curvature(model, "categorical", [x[:5], x[5:20], x[20:]])  # (two tensors would read as a pair)
+    with pytest.raises(ArgumentTypeError, match="pair"):
+        objective_curvature(model, "categorical", x)  # a tensor needs its targets
+    with pytest.raises(ArgumentTypeError, match="pair"):
+        leave_one_out(model, "categorical", DataLoader(TensorDataset(x, y), batch_size=10), (x, y), [0], l2=1.0)

@@ -39,7 +39,7 @@ refused (:class:`~fisherbook.errors.UnsupportedError`): call ``model.eval()`` fi
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -50,6 +50,7 @@ from torch.nn.utils import parameters_to_vector
 from .. import curvature as _curvature_core
 from .._numerics import chord_newton, newton
 from .._validate import check_finite, check_int, check_option, check_real
+from ..curvature.batches import as_batches
 from ..curvature.likelihoods import LIKELIHOODS, Likelihood, get_likelihood
 from ..curvature.per_example import ParamLayout
 from ..errors import (
@@ -255,6 +256,30 @@ class _Problem:
             check_targets(self.likelihood, out, y, f"{name} targets")
         return x, y
 
+    def batches(self, data: Any, name: str) -> Callable[[], Iterator[tuple[Tensor, Tensor]]]:
+        """A re-iterable source of checked ``(inputs, targets)`` batches.
+
+        ``data`` is a pair ``(inputs, targets)`` of tensors (one batch), or a ``DataLoader`` or any
+        iterable of such pairs (a one-shot iterator is stored on its first pass, since the callers
+        read the data more than once). Each call of the returned function starts a new pass.
+        """
+        if isinstance(data, tuple | list) and len(data) == 2 and isinstance(data[0], Tensor):
+            pair = self.data(data, name)
+            return lambda: iter([pair])
+        if isinstance(data, Tensor):
+            raise ArgumentTypeError(f"{name} must be a pair (inputs, targets) of tensors or an iterable of such "
+                                    "batches, got a single tensor")
+        source = as_batches(data, None, store=True, progress=False)
+
+        def passes() -> Iterator[tuple[Tensor, Tensor]]:
+            for index, (x, y) in enumerate(source):
+                where = f"batch {index} of {name}"
+                if y is None:
+                    raise ShapeError(f"{where} has no targets: batches must be (inputs, targets) pairs")
+                yield self.data((x, y), where)
+
+        return passes
+
     # -- losses and their derivatives ----------------------------------------------------------
     def outputs(self, theta: Tensor, x: Tensor) -> Tensor:
         return functional_call(self.model, self.unflatten(theta), (x,))
@@ -322,8 +347,8 @@ def _check_kind(kind: Any) -> str:
 def objective_curvature(
     model: nn.Module,
     loss: str | LossFn,
-    inputs: Tensor,
-    targets: Tensor,
+    inputs: Any,
+    targets: Tensor | None = None,
     *,
     kind: str = "hessian",
     l2: float = 0.0,
@@ -344,8 +369,11 @@ def objective_curvature(
         The model; its trainable parameters, flattened in ``parameters()`` order, are :math:`\theta`.
     loss : str or Callable
         A likelihood name (see :func:`per_example_loss`) or ``loss(outputs, targets) -> (n,)``.
-    inputs, targets : Tensor
-        The training data, ``n >= 1`` rows each, finite; targets as the likelihood needs them.
+    inputs : Tensor, torch.utils.data.DataLoader or iterable of batches
+        The training inputs, ``n >= 1`` rows, finite; or a ``DataLoader`` (any iterable) of
+        ``(inputs, targets)`` batches, whose curvatures are summed one batch at a time.
+    targets : Tensor or None
+        The targets, as the likelihood needs them; ``None`` when ``inputs`` yields batches.
     kind : str
         Which curvature: ``"hessian"``, ``"ggn"`` or ``"empirical"``.
     l2 : float
@@ -372,8 +400,27 @@ def objective_curvature(
     kind = _check_kind(kind)
     l2 = check_real(l2, "l2", low=0.0)
     check_model_mode(model, "the curvature", per_example=True)
-    x, y = prob.data((inputs, targets), "inputs/targets")
-    return prob.curvature(prob.theta0, x, y, kind, l2)
+    return _summed_curvature(prob, _source(prob, inputs, targets, "inputs/targets"), kind, l2)
+
+
+def _source(prob: _Problem, inputs: Any, targets: Any, name: str) -> Callable[[], Iterator[tuple[Tensor, Tensor]]]:
+    """Batches from ``inputs, targets`` (tensors) or from ``inputs`` alone (a loader; targets None)."""
+    if isinstance(inputs, Tensor) or targets is not None:
+        return prob.batches((inputs, targets), name)
+    return prob.batches(inputs, "inputs")
+
+
+def _summed_curvature(prob: _Problem, batches: Callable[[], Iterator[tuple[Tensor, Tensor]]], kind: str,
+                      l2: float, theta: Tensor | None = None) -> Tensor:
+    r""":math:`\sum_b C_b + \lambda I` over the batches (each ``C_b`` a sum over its examples)."""
+    t = prob.theta0 if theta is None else theta
+    total: Tensor | None = None
+    for x, y in batches():
+        part = prob.curvature(t, x, y, kind, 0.0)
+        total = part if total is None else total + part
+        del part
+    assert total is not None  # a source holds at least one batch
+    return total + l2 * torch.eye(t.numel(), dtype=t.dtype, device=t.device)
 
 
 def _hessian(f: Callable[..., Tensor]) -> Callable[..., Tensor]:
@@ -385,8 +432,7 @@ def _hessian(f: Callable[..., Tensor]) -> Callable[..., Tensor]:
 
 def _minimise(
     prob: _Problem,
-    x: Tensor,
-    y: Tensor,
+    batches: Callable[[], Iterator[tuple[Tensor, Tensor]]],
     l2: float,
     theta0: Tensor,
     tol: float,
@@ -395,26 +441,38 @@ def _minimise(
 ) -> tuple[Tensor, int]:
     r"""Minimise :math:`J` (or :math:`J - \ell_{\text{drop}}`) by the shared damped Newton solver.
 
-    :func:`fisherbook._numerics.newton` stops on the largest gradient component; asking it for
-    ``tol / sqrt(P)`` makes the stopping rule :math:`\lVert\nabla J\rVert_2 \le` ``tol`` that
-    :func:`fit_newton` documents hold at the returned point.
+    The objective, its gradient and its Hessian are sums over the batches (``drop`` indexes the
+    one batch of a tensor pair). :func:`fisherbook._numerics.newton` stops on the largest gradient
+    component; asking it for ``tol / sqrt(P)`` makes the stopping rule
+    :math:`\lVert\nabla J\rVert_2 \le` ``tol`` that :func:`fit_newton` documents hold at the
+    returned point.
     """
-    weights = torch.ones(x.shape[0], dtype=theta0.dtype, device=theta0.device)
-    if drop is not None:
-        weights[drop] = 0.0
+
+    def weights(x: Tensor) -> Tensor:
+        w = torch.ones(x.shape[0], dtype=theta0.dtype, device=theta0.device)
+        if drop is not None:
+            w[drop] = 0.0
+        return w
 
     def value(theta: Tensor) -> Tensor:
-        return ((weights * prob.losses(theta, x, y)).sum() + 0.5 * l2 * (theta * theta).sum()).detach()
+        total = sum(((weights(x) * prob.losses(theta, x, y)).sum().detach() for x, y in batches()),
+                    torch.zeros((), dtype=theta0.dtype, device=theta0.device))
+        return total + 0.5 * l2 * (theta * theta).sum()
+
+    def gradient(theta: Tensor) -> Tensor:
+        total = torch.zeros_like(theta0)
+        for x, y in batches():
+            total = total + _objective_grad(prob, x, y, 0.0, drop=drop)(theta)
+        return total + l2 * theta
 
     def fun(theta: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        H = prob.curvature(theta, x, y, "hessian", l2)
+        H = _summed_curvature(prob, batches, "hessian", l2, theta)
         if drop is not None:
+            ((x, y),) = list(batches())
             H = H - _hessian(prob.single_loss)(theta, x[drop], y[drop]).detach()
-        g = _objective_grad(prob, x, y, l2, drop=drop)(theta)
-        return value(theta), g, H
+        return value(theta), gradient(theta), H
 
-    g0 = _objective_grad(prob, x, y, l2, drop=drop)(theta0)
-    if float(torch.linalg.vector_norm(g0)) <= tol:  # the start already meets the tolerance
+    if float(torch.linalg.vector_norm(gradient(theta0))) <= tol:  # the start already meets the tolerance
         return theta0, 0
     res = newton(fun, value, theta0, tol=tol / math.sqrt(theta0.numel()), max_iter=max_steps, criterion="gradient")
     gnorm = float(torch.linalg.vector_norm(res.grad))
@@ -433,8 +491,8 @@ def _check_tol(tol: Any, max_steps: Any) -> tuple[float, int]:
 def fit_newton(
     model: nn.Module,
     loss: str | LossFn,
-    inputs: Tensor,
-    targets: Tensor,
+    inputs: Any,
+    targets: Tensor | None = None,
     *,
     l2: float = 0.0,
     tol: float = 1e-9,
@@ -454,8 +512,12 @@ def fit_newton(
         Model whose trainable parameters are overwritten with the minimiser.
     loss : str or Callable
         A likelihood name (see :func:`per_example_loss`) or ``loss(outputs, targets) -> (n,)``.
-    inputs, targets : Tensor
-        The training data, ``n >= 1`` rows each, finite.
+    inputs : Tensor, torch.utils.data.DataLoader or iterable of batches
+        The training inputs, ``n >= 1`` rows, finite; or a ``DataLoader`` (any iterable) of
+        ``(inputs, targets)`` batches: the objective, gradient and Hessian of each Newton step are
+        sums over them, one batch at a time (a one-shot iterator is stored on its first pass).
+    targets : Tensor or None
+        The targets; ``None`` when ``inputs`` yields batches.
     l2 : float
         Ridge coefficient :math:`\lambda \ge 0`.
     tol : float
@@ -487,8 +549,8 @@ def fit_newton(
     l2 = check_real(l2, "l2", low=0.0)
     tol, max_steps = _check_tol(tol, max_steps)
     check_model_mode(model, "the objective", per_example=True)
-    x, y = prob.data((inputs, targets), "inputs/targets")
-    theta, steps = _minimise(prob, x, y, l2, prob.theta0.clone(), tol, max_steps)
+    theta, steps = _minimise(prob, _source(prob, inputs, targets, "inputs/targets"), l2, prob.theta0.clone(), tol,
+                             max_steps)
     prob.load(theta)
     return steps
 
@@ -496,8 +558,8 @@ def fit_newton(
 def influence_scores(
     model: nn.Module,
     loss: str | LossFn,
-    train: Sequence[Tensor],
-    test: Sequence[Tensor],
+    train: Any,
+    test: Any,
     *,
     l2: float = 0.0,
     curvature: str | Tensor = "hessian",
@@ -522,8 +584,10 @@ def influence_scores(
         The fitted model.
     loss : str or Callable
         A likelihood name (see :func:`per_example_loss`) or ``loss(outputs, targets) -> (n,)``.
-    train, test : tuple of Tensor
-        ``(inputs, targets)`` pairs, each with at least one row, finite.
+    train, test : tuple of Tensor, torch.utils.data.DataLoader or iterable of batches
+        ``(inputs, targets)`` pairs, each with at least one row, finite; or ``DataLoader`` s (any
+        iterables) of such batches. The curvature is summed and the per-example training
+        gradients are formed one batch at a time; the scores follow the training batches' order.
     l2 : float
         Ridge coefficient :math:`\lambda \ge 0` used in fitting.
     curvature : str or Tensor
@@ -566,8 +630,8 @@ def influence_scores(
     if isinstance(curvature, str):
         curvature = check_option(curvature, "curvature", _CURVATURES)
     check_model_mode(model, "the influence scores", per_example=True)
-    xtr, ytr = prob.data(train, "train")
-    xte, yte = prob.data(test, "test")
+    train_batches = prob.batches(train, "train")
+    test_batches = prob.batches(test, "test")
     theta = prob.theta0
     P = theta.numel()
     if isinstance(curvature, Tensor):
@@ -576,15 +640,19 @@ def influence_scores(
                              f"{tuple(curvature.shape)}")
         C = check_finite(curvature.detach().to(dtype=theta.dtype, device=theta.device), "curvature")
     else:
-        C = prob.curvature(theta, xtr, ytr, curvature, l2)
+        C = _summed_curvature(prob, train_batches, curvature, l2)
     C = C + damping * torch.eye(P, dtype=theta.dtype, device=theta.device)
     chol, info = torch.linalg.cholesky_ex(0.5 * (C + C.T))
     if int(info) != 0:
         raise NotPositiveDefiniteError("curvature (+ damping) is not positive definite; increase l2 or damping")
-    g_test = grad(lambda t: prob.losses(t, xte, yte).mean())(theta).detach()
-    s_test = torch.cholesky_solve(g_test.unsqueeze(1), chol).squeeze(1)
-    G = prob.loss_grads(xtr, ytr)
-    return G @ s_test
+    # the test loss is the mean over all test examples: add each batch's summed gradient, divide once
+    g_test, m = torch.zeros_like(theta), 0
+    for xte, yte in test_batches():
+        g_test = g_test + grad(lambda t, x=xte, y=yte: prob.losses(t, x, y).sum())(theta).detach()
+        m += xte.shape[0]
+    s_test = torch.cholesky_solve((g_test / m).unsqueeze(1), chol).squeeze(1)
+    # one batch of per-example gradients at a time
+    return torch.cat([prob.loss_grads(xtr, ytr) @ s_test for xtr, ytr in train_batches()])
 
 
 def _check_indices(indices: Any, n: int) -> list[int]:
@@ -631,7 +699,8 @@ def leave_one_out(
     loss : str or Callable
         A likelihood name (see :func:`per_example_loss`) or ``loss(outputs, targets) -> (n,)``.
     train, test : tuple of Tensor
-        ``(inputs, targets)`` pairs, each with at least one row, finite.
+        ``(inputs, targets)`` pairs, each with at least one row, finite. Tensors only: removing
+        point ``i`` needs random access to the training set, which a ``DataLoader`` does not give.
     indices : Sequence or Tensor
         Training points to remove, one at a time; integers in ``[0, n_train)``, at least one.
     l2 : float
@@ -669,7 +738,8 @@ def leave_one_out(
     xte, yte = prob.data(test, "test")
     idx = _check_indices(indices, xtr.shape[0])
 
-    theta_hat, _ = _minimise(prob, xtr, ytr, l2, prob.theta0.clone(), tol, max_steps)
+    one = prob.batches((xtr, ytr), "train")
+    theta_hat, _ = _minimise(prob, one, l2, prob.theta0.clone(), tol, max_steps)
     H_hat = prob.curvature(theta_hat, xtr, ytr, "hessian", l2)
 
     def test_loss(t: Tensor) -> Tensor:
@@ -689,6 +759,6 @@ def leave_one_out(
         except NotPositiveDefiniteError:
             theta_i, ok = theta_hat, False
         if not ok:
-            theta_i, _ = _minimise(prob, xtr, ytr, l2, theta_i, tol, max_steps, drop=i)
+            theta_i, _ = _minimise(prob, one, l2, theta_i, tol, max_steps, drop=i)
         out.append(test_loss(theta_i) - base)
     return torch.stack(out)
