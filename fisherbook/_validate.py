@@ -160,8 +160,13 @@ def check_tensor(
 
 
 def check_finite(value: Tensor, name: str) -> Tensor:
-    """Raise :class:`~fisherbook.errors.NonFiniteError` if a tensor holds NaN or inf."""
-    if value.is_floating_point() or value.is_complex():
+    """Raise :class:`~fisherbook.errors.NonFiniteError` if a tensor holds NaN or inf.
+
+    A NaN or inf entry makes the sum non-finite, so a finite sum proves the tensor finite in one
+    reduction; only a non-finite sum (a bad entry, or finite entries whose sum overflows) pays for
+    the elementwise check.
+    """
+    if (value.is_floating_point() or value.is_complex()) and not bool(torch.isfinite(value.sum()).all()):
         bad = ~torch.isfinite(value)
         if bool(bad.any()):
             raise NonFiniteError(f"{name} must be finite; it has {int(bad.sum())} NaN or infinite entries")

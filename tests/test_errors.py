@@ -15,6 +15,8 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch.distributions import Bernoulli, Beta, Binomial, Categorical, Exponential, Gamma, Normal, Poisson, StudentT
 
 import fisherbook.geometry as geometry
@@ -208,3 +210,23 @@ def test_error_classes_inherit_the_builtin_a_caller_catches():
         assert issubclass(cls, ValueError) and not issubclass(cls, TypeError)
     assert issubclass(errors.ConvergenceError, RuntimeError)
     assert issubclass(errors.GeodesicError, errors.ConvergenceError)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(st.floats(width=32, allow_nan=True, allow_infinity=True),
+                          st.sampled_from([3.0e38, -3.0e38, float("nan"), float("inf"), -float("inf"), 0.0])),
+                min_size=0, max_size=12),
+       st.sampled_from([torch.float32, torch.float64, torch.complex64]))
+def test_check_finite_fast_path_agrees_with_the_elementwise_test(values, dtype):
+    # one reduction decides most tensors; the answer must be the elementwise one, including finite
+    # entries whose sum overflows (3e38 + 3e38 in float32) and inf - inf in the sum
+    from fisherbook._validate import check_finite
+    from fisherbook.errors import NonFiniteError
+
+    t = torch.tensor(values, dtype=dtype) if values else torch.zeros(0, dtype=dtype)
+    finite = bool(torch.isfinite(t).all())
+    if finite:
+        assert check_finite(t, "t") is t
+    else:
+        with pytest.raises(NonFiniteError, match="t must be finite"):
+            check_finite(t, "t")

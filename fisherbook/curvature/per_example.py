@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, jacrev, vmap
 
+from .._validate import check_finite
 from ..errors import ArgumentTypeError, ShapeError, UnsupportedError
 from .likelihoods import Likelihood
 
@@ -87,12 +88,7 @@ def prepare_inputs(inputs: Tensor, layout: ParamLayout, name: str = "inputs") ->
         raise ArgumentTypeError(f"{name} must be a torch.Tensor with examples along dim 0, got {type(inputs).__name__}")
     if inputs.dim() == 0 or inputs.shape[0] == 0:
         raise ShapeError(f"{name} must have at least one example along dim 0, got shape {tuple(inputs.shape)}")
-    if inputs.is_floating_point() or inputs.is_complex():
-        bad = ~torch.isfinite(inputs)
-        if bool(bad.any()):
-            from ..errors import NonFiniteError
-
-            raise NonFiniteError(f"{name} must be finite; it has {int(bad.sum())} NaN or infinite entries")
+    check_finite(inputs, name)
     if inputs.is_floating_point():
         return inputs.to(device=layout.device, dtype=layout.dtype)
     return inputs.to(device=layout.device)
