@@ -834,9 +834,12 @@ def hcr_bound(
     if a < 0 < b:  # do not search across h = 0
         a, b = (a, -1e-300) if float(hs[best]) < 0 else (1e-300, b)
     if b > a:
+        def loss(h: float) -> float:
+            v = objective(h)
+            return -v if math.isfinite(v) else 0.0
+
         res = optimize.minimize_scalar(
-            lambda h: -objective(h) if math.isfinite(objective(h)) else 0.0,
-            bounds=(a, b), method="bounded", options={"xatol": 1e-12 * max(abs(a), abs(b))},
+            loss, bounds=(a, b), method="bounded", options={"xatol": 1e-12 * max(abs(a), abs(b))}
         )
         if -float(res.fun) > value:
             value = -float(res.fun)
