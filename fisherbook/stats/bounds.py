@@ -531,7 +531,7 @@ def bhattacharyya_matrix(family: Callable[[Tensor], Distribution], theta: float 
     theta : float or 0-dim Tensor
         The parameter value.
     order : int
-        :math:`k \ge 1`.
+        :math:`k`, from 1 to 8.
 
     Returns
     -------
@@ -762,7 +762,9 @@ def hcr_bound(
         Candidate shifts :math:`h \ne 0`. Default: :math:`\pm s\,10^{-6 \dots 0}` (61 values on each
         side, :math:`s = \max(|\theta|, 1)`); shifts leaving the parameter space, and shifts whose
         :math:`\chi^2` the quadrature cannot resolve (next to where it diverges), are skipped. The best
-        grid point is refined by a bounded scalar search between its neighbours.
+        grid point is refined by a bounded scalar search between its neighbours. The supremum is
+        over this range: where it is approached only as :math:`|h|` grows (the Exponential rate
+        with :math:`n = 1`, which has no unbiased estimator of finite variance), pass wider shifts.
 
     Returns
     -------
