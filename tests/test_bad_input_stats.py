@@ -416,3 +416,47 @@ def test_likelihood_intervals_contain_the_mle_and_nest(xs, level):
         lo2, hi2 = fn(Poisson, x, "rate", init=1.0, level=min(level + 0.009, 0.999))
         assert lo.item() <= est <= hi.item()
         assert lo2.item() <= lo.item() * (1 + 1e-9) and hi.item() <= hi2.item() * (1 + 1e-9)
+
+
+# ----------------------------------------------------------------------------- chapter 2: higher-order bounds, shrinkage
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.floats(-1e150, 1e150), st.integers(1, 10**12), st.floats(1e-100, 1e100))
+def test_hodges_risk_finite_and_between_its_limits(theta, n, sigma):
+    # (|theta| up to 1e150 so that theta^2, the risk of always answering 0, is a double)
+    r = float(fb.hodges_risk(theta, n, sigma))
+    assert math.isfinite(r) and r >= 0
+    # never worse than zeroing always (theta^2) plus the sample mean's risk
+    assert r <= (theta * theta + sigma * sigma / n) * (1 + 1e-9) + 1e-300
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(3, 10**6), st.floats(0.0, 1e12))
+def test_james_stein_risk_in_range_at_extremes(d, norm):
+    r = float(fb.james_stein_risk(norm, d))
+    assert math.isfinite(r)
+    assert 2.0 * (1 - 1e-9) <= r <= d * (1 + 1e-12)
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.floats(1e-8, 1e8), st.integers(3, 10**5))
+def test_bhattacharyya_exponential_rate_extreme_scales(lam, n):
+    fam = lambda r: Gamma(t(float(n)), r)  # noqa: E731
+    b1 = float(fb.bhattacharyya_bound(fam, lam, 1))
+    b2 = float(fb.bhattacharyya_bound(fam, lam, 2))
+    assert math.isclose(b1, lam**2 / n, rel_tol=1e-7)
+    assert math.isclose(b2, lam**2 * (n + 3) / (n * (n + 1)), rel_tol=1e-6)
+
+
+def test_chi_square_and_hcr_bad_support():
+    # a family whose support moves out of p_theta's: chi^2 = inf, and such shifts contribute 0 to the bound
+    assert math.isinf(float(fb.chi_square_divergence(Uniform(t(-1.0), t(1.0)), Uniform(t(0.0), t(1.0)))))
+    b = fb.hcr_bound(lambda th: Uniform(t(0.0), th), 1.0, n=3, shifts=t([0.1, 0.2]))  # only shifts up: all infinite
+    assert float(b) == 0.0
+
+
+def test_bhattacharyya_bound_singular_matrix():
+    # an order above what the family's derivatives can span: r_1, r_2 dependent for a "family" constant in theta
+    with pytest.raises(NotPositiveDefiniteError, match="Bhattacharyya"):
+        fb.bhattacharyya_bound(lambda m: Normal(0.0 * m, t(1.0)), 0.5, 2)

@@ -3,7 +3,8 @@ r"""Fisher information of probability families, and the inference built on it (c
 - :mod:`~fisherbook.stats.families`: closed-form Fisher information of ``torch.distributions`` families;
 - :mod:`~fisherbook.stats.estimators`: score, quadrature, Monte-Carlo, observed and empirical information,
   reparameterisation;
-- :mod:`~fisherbook.stats.bounds`: Cramér–Rao and van Trees bounds;
+- :mod:`~fisherbook.stats.bounds`: Cramér–Rao, van Trees, Bhattacharyya and Hammersley–Chapman–Robbins bounds;
+- :mod:`~fisherbook.stats.shrinkage`: Hodges' and James–Stein estimators and their exact and Monte-Carlo risks;
 - :mod:`~fisherbook.stats.simulation`: reproducible sampling, estimator simulation, interval coverage;
 - :mod:`~fisherbook.stats.mle`: maximum likelihood and the sandwich covariance;
 - :mod:`~fisherbook.stats.likelihood_intervals`: Wald, score and likelihood-ratio intervals
@@ -16,7 +17,7 @@ Every name is re-exported at the top level (``fb.fisher_information``).
 from __future__ import annotations
 
 from . import inference as inference  # compatibility: fb.stats.inference.mle etc. keep working
-from .bounds import crlb, van_trees
+from .bounds import bhattacharyya_bound, bhattacharyya_matrix, chi_square_divergence, crlb, hcr_bound, van_trees
 from .estimators import (
     FisherEstimate,
     conditional_fisher,
@@ -32,6 +33,7 @@ from .families import CLOSED_FORMS, ClosedForm, closed_form_fisher
 from .intervals import binomial_interval, exact_coverage, poisson_interval
 from .likelihood_intervals import lr_interval, score_interval, wald_interval
 from .mle import MLEResult, mle, sandwich_covariance
+from .shrinkage import hodges_estimator, hodges_risk, james_stein, james_stein_risk, simulate_risk
 from .simulation import CoverageEstimate, EstimatorSummary, coverage, sample, simulate_estimator
 
 __all__ = [
@@ -41,4 +43,6 @@ __all__ = [
     "CoverageEstimate", "EstimatorSummary", "MLEResult", "coverage", "crlb", "lr_interval", "mle", "sample",
     "sandwich_covariance", "score_interval", "simulate_estimator", "van_trees", "wald_interval",
     "binomial_interval", "exact_coverage", "poisson_interval",
+    "bhattacharyya_bound", "bhattacharyya_matrix", "chi_square_divergence", "hcr_bound",
+    "hodges_estimator", "hodges_risk", "james_stein", "james_stein_risk", "simulate_risk",
 ]
