@@ -30,7 +30,9 @@ from torch.distributions import (
 
 import fisherbook as fb
 from fisherbook.errors import (
+    ArgumentTypeError,
     InvalidArgumentError,
+    NonFiniteError,
     NotPositiveDefiniteError,
     OffManifoldError,
     ShapeError,
@@ -460,3 +462,94 @@ def test_bhattacharyya_bound_singular_matrix():
     # an order above what the family's derivatives can span: r_1, r_2 dependent for a "family" constant in theta
     with pytest.raises(NotPositiveDefiniteError, match="Bhattacharyya"):
         fb.bhattacharyya_bound(lambda m: Normal(0.0 * m, t(1.0)), 0.5, 2)
+# ----------------------------------------------------------------------------- issue 18, chapter 1:
+# coarsened observations, efficient information, Louis's formula, Bartlett moments
+def _louis_ok(th):
+    return torch.stack([torch.log(th[0]) - th[0] * t([0.5, 1.0])], -1)
+ISSUE18_CASES = [
+    ("binned_information", "edges not increasing", lambda: fb.binned_information(Normal(t(0.0), t(1.0)), [1.0, 0.0]),
+     InvalidArgumentError, ["edges", "strictly increasing"]),
+    ("binned_information", "edges 2-D", lambda: fb.binned_information(Normal(t(0.0), t(1.0)), [[0.0]]),
+     ShapeError, ["edges", "1 dimension"]),
+    ("binned_information", "nan edge", lambda: fb.binned_information(Normal(t(0.0), t(1.0)), [0.0, float("nan")]),
+     NonFiniteError, ["edges", "finite"]),
+    ("binned_information", "batched dist", lambda: fb.binned_information(Normal(t([0.0, 1.0]), t(1.0)), [0.0]),
+     ShapeError, ["dist", "batch shape (2,)"]),
+    ("binned_information", "discrete dist", lambda: fb.binned_information(Poisson(t(2.0)), [1.0]),
+     UnsupportedError, ["discrete"]),
+    ("binned_information", "no differentiable cdf", lambda: fb.binned_information(Gamma(t(2.0), t(1.0)), [1.0]),
+     UnsupportedError, ["cdf", "Gamma"]),
+    ("binned_information", "not a distribution", lambda: fb.binned_information(3.0, [1.0]),
+     ArgumentTypeError, ["dist", "float"]),
+    ("censored_information", "limit outside support", lambda: fb.censored_information(Exponential(t(1.0)), -1.0),
+     InvalidArgumentError, ["limit", "support"]),
+    ("censored_information", "limit censors nothing", lambda: fb.censored_information(Normal(t(0.0), t(1.0)), 40.0),
+     InvalidArgumentError, ["limit", "no probability"]),
+    ("censored_information", "limit inf", lambda: fb.censored_information(Normal(t(0.0), t(1.0)), float("inf")),
+     NonFiniteError, ["limit", "finite"]),
+    ("censored_information", "limit a string", lambda: fb.censored_information(Normal(t(0.0), t(1.0)), "1"),
+     ArgumentTypeError, ["limit", "str"]),
+    ("censored_information", "unknown param", lambda: fb.censored_information(Normal(t(0.0), t(1.0)), 1.0, "rate"),
+     InvalidArgumentError, ["params", "rate"]),
+    ("efficient_information", "not symmetric", lambda: fb.efficient_information(t([[1.0, 0.5], [0.0, 1.0]]), 0),
+     NotPositiveDefiniteError, ["info", "symmetric"]),
+    ("efficient_information", "indefinite", lambda: fb.efficient_information(t([[1.0, 2.0], [2.0, 1.0]]), 0),
+     NotPositiveDefiniteError, ["info", "positive semi-definite"]),
+    ("efficient_information", "singular nuisance", lambda: fb.efficient_information(t([[1.0, 0.0], [0.0, 0.0]]), 0),
+     NotPositiveDefiniteError, ["nuisance block", "[1]"]),
+    ("efficient_information", "index out of range", lambda: fb.efficient_information(torch.eye(2, dtype=D), 2),
+     InvalidArgumentError, ["interest", "[-2, 1]"]),
+    ("efficient_information", "repeated index", lambda: fb.efficient_information(torch.eye(3, dtype=D), [0, 0]),
+     InvalidArgumentError, ["interest", "repeat"]),
+    ("efficient_information", "empty interest", lambda: fb.efficient_information(torch.eye(3, dtype=D), []),
+     InvalidArgumentError, ["interest", "at least one"]),
+    ("efficient_information", "float index", lambda: fb.efficient_information(torch.eye(3, dtype=D), [0.5]),
+     ArgumentTypeError, ["interest", "integer"]),
+    ("efficient_information", "string interest", lambda: fb.efficient_information(torch.eye(3, dtype=D), "a"),
+     ArgumentTypeError, ["interest", "str"]),
+    ("efficient_information", "vector info", lambda: fb.efficient_information(t([1.0, 2.0]), 0),
+     ShapeError, ["info", "square"]),
+    ("efficient_information", "nan info", lambda: fb.efficient_information(t([[float("nan"), 0.0], [0.0, 1.0]]), 0),
+     NonFiniteError, ["info", "finite"]),
+    ("louis_information", "not callable", lambda: fb.louis_information(3.0, t([1.0])),
+     ArgumentTypeError, ["complete_loglik", "callable"]),
+    ("louis_information", "theta 2-D", lambda: fb.louis_information(_louis_ok, t([[1.0]])),
+     ShapeError, ["theta", "1 dimension"]),
+    ("louis_information", "loglik 1-D", lambda: fb.louis_information(lambda th: th[0] * t([1.0, 2.0]), t([1.0])),
+     ShapeError, ["complete_loglik", "(n, m)"]),
+    ("louis_information", "weights shape", lambda: fb.louis_information(_louis_ok, t([1.0]), t([[1.0, 0.0]])),
+     ShapeError, ["weights", "(2, 1)"]),
+    ("louis_information", "negative weights", lambda: fb.louis_information(
+        lambda th: torch.stack([th[0] * t([1.0]), th[0] * t([2.0])], -1), t([1.0]), t([[1.5, -0.5]])),
+     InvalidArgumentError, ["weights", "non-negative"]),
+    ("louis_information", "rows not summing to 1", lambda: fb.louis_information(
+        lambda th: torch.stack([th[0] * t([1.0]), th[0] * t([2.0])], -1), t([1.0]), t([[0.5, 0.4]])),
+     InvalidArgumentError, ["weights", "sum to 1"]),
+    ("louis_information", "nan theta", lambda: fb.louis_information(_louis_ok, t([float("nan")])),
+     NonFiniteError, ["theta", "finite"]),
+    ("louis_information", "non-finite loglik", lambda: fb.louis_information(_louis_ok, t([-1.0])),
+     NonFiniteError, ["complete_loglik(theta)", "finite"]),
+    ("bartlett_moments", "two parameters", lambda: fb.bartlett_moments(Normal(t(0.0), t(1.0))),
+     InvalidArgumentError, ["param", "one scalar parameter"]),
+    ("bartlett_moments", "discrete", lambda: fb.bartlett_moments(Poisson(t(2.0)), "rate"),
+     UnsupportedError, ["discrete"]),
+    ("bartlett_moments", "support-dependent", lambda: fb.bartlett_moments(Uniform(t(0.0), t(1.0)), "high"),
+     UnsupportedError, ["support", "Uniform"]),
+    ("bartlett_moments", "batched", lambda: fb.bartlett_moments(Normal(t([0.0, 1.0]), t(1.0)), "loc"),
+     ShapeError, ["dist", "batch shape (2,)"]),
+    ("bartlett_moments", "unknown param", lambda: fb.bartlett_moments(Normal(t(0.0), t(1.0)), "rate"),
+     InvalidArgumentError, ["params", "rate"]),
+]
+@pytest.mark.parametrize("name, case, call, error, words", ISSUE18_CASES, ids=[f"{c[0]}: {c[1]}" for c in ISSUE18_CASES])
+def test_issue18_bad_input_raises_a_named_error(name, case, call, error, words):
+    from fisherbook.errors import FisherbookError
+    with pytest.raises(error) as info:
+        call()
+    assert isinstance(info.value, FisherbookError)
+    for word in words:
+        assert word in str(info.value), f"{word!r} not in message {str(info.value)!r}"
+def test_issue18_every_new_public_callable_has_a_bad_input_case():
+    new = {"binned_information", "censored_information", "efficient_information", "louis_information",
+           "bartlett_moments"}
+    assert new <= set(fb.stats.__all__)
+    assert new == {c[0] for c in ISSUE18_CASES}

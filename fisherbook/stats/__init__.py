@@ -9,7 +9,11 @@ r"""Fisher information of probability families, and the inference built on it (c
 - :mod:`~fisherbook.stats.mle`: maximum likelihood and the sandwich covariance;
 - :mod:`~fisherbook.stats.likelihood_intervals`: Wald, score and likelihood-ratio intervals
   (``fisherbook.stats.inference`` re-exports these four for compatibility);
-- :mod:`~fisherbook.stats.intervals`: exact coverage of Binomial and Poisson intervals.
+- :mod:`~fisherbook.stats.intervals`: exact coverage of Binomial and Poisson intervals;
+- :mod:`~fisherbook.stats.coarsened`: information of a binned or censored observation;
+- :mod:`~fisherbook.stats.nuisance`: the efficient information (Schur complement) under nuisance parameters;
+- :mod:`~fisherbook.stats.missing_information`: Louis's formula, observed = complete - missing information;
+- :mod:`~fisherbook.stats.bartlett`: moments of log-likelihood derivatives and the Bartlett identities.
 
 Every name is re-exported at the top level (``fb.fisher_information``).
 """
@@ -17,7 +21,9 @@ Every name is re-exported at the top level (``fb.fisher_information``).
 from __future__ import annotations
 
 from . import inference as inference  # compatibility: fb.stats.inference.mle etc. keep working
+from .bartlett import BartlettMoments, bartlett_moments
 from .bounds import bhattacharyya_bound, bhattacharyya_matrix, chi_square_divergence, crlb, hcr_bound, van_trees
+from .coarsened import binned_information, censored_information
 from .estimators import (
     FisherEstimate,
     conditional_fisher,
@@ -32,7 +38,9 @@ from .estimators import (
 from .families import CLOSED_FORMS, ClosedForm, closed_form_fisher
 from .intervals import binomial_interval, exact_coverage, poisson_interval
 from .likelihood_intervals import lr_interval, score_interval, wald_interval
+from .missing_information import MissingInformation, louis_information
 from .mle import MLEResult, mle, sandwich_covariance
+from .nuisance import efficient_information
 from .shrinkage import hodges_estimator, hodges_risk, james_stein, james_stein_risk, simulate_risk
 from .simulation import CoverageEstimate, EstimatorSummary, coverage, sample, simulate_estimator
 
@@ -45,4 +53,6 @@ __all__ = [
     "binomial_interval", "exact_coverage", "poisson_interval",
     "bhattacharyya_bound", "bhattacharyya_matrix", "chi_square_divergence", "hcr_bound",
     "hodges_estimator", "hodges_risk", "james_stein", "james_stein_risk", "simulate_risk",
+    "binned_information", "censored_information", "efficient_information", "MissingInformation",
+    "louis_information", "BartlettMoments", "bartlett_moments",
 ]
