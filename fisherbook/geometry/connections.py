@@ -109,8 +109,19 @@ def _log_lik_derivatives(model: Model, theta: Tensor, x: Tensor, w: Tensor) -> t
 
     with _no_validation():
         logp = loglik(theta)
-        score = torch.func.jacfwd(loglik)(theta)
-        hess = torch.func.jacfwd(torch.func.jacfwd(loglik))(theta)
+        try:  # forward mode: k passes, whatever the number of nodes
+            score = torch.func.jacfwd(loglik)(theta)
+            hess = torch.func.jacfwd(torch.func.jacfwd(loglik))(theta)
+        except RuntimeError:  # an op without a forward-mode rule (e.g. binary_cross_entropy_with_logits): reverse mode
+            def grad_fn(th: Tensor) -> Tensor:
+                out = torch.autograd.functional.jacobian(loglik, th, create_graph=True, vectorize=False)
+                assert isinstance(out, Tensor)
+                return out
+
+            score = grad_fn(theta)
+            hess_out = torch.autograd.functional.jacobian(grad_fn, theta, create_graph=True, vectorize=False)
+            assert isinstance(hess_out, Tensor)
+            hess = hess_out
     mass = w * logp.exp()
     total = float(mass.sum().detach())
     if not abs(total - 1) < 1e-6:

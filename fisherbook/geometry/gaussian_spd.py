@@ -88,9 +88,10 @@ def spd_fisher_distance(cov1: Any, cov2: Any) -> Tensor:
     >>> round(d.item(), 12) == round(math.sqrt(2), 12)
     True
     """
-    S1, S2 = torch.broadcast_tensors(_spd(cov1, "cov1"), _spd(cov2, "cov2"))
-    if S1.shape != S2.shape:
+    S1, S2 = _spd(cov1, "cov1"), _spd(cov2, "cov2")
+    if S1.shape[-1] != S2.shape[-1]:
         raise ShapeError(f"cov1 and cov2 must have the same size, got {tuple(S1.shape)} and {tuple(S2.shape)}")
+    S1, S2 = torch.broadcast_tensors(S1, S2)
     L = torch.linalg.cholesky(S1)
     half = torch.linalg.solve_triangular(L, S2, upper=False).transpose(-1, -2)
     M = torch.linalg.solve_triangular(L, half, upper=False)
