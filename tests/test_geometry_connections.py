@@ -292,8 +292,9 @@ def test_alpha_divergence_bernoulli_is_nonnegative_and_zero_on_the_diagonal(alph
     d = fb.alpha_divergence(Bernoulli(t(p1)), Bernoulli(t(p2)), alpha).item()
     a = (1 - alpha) / 2
     want = 4 / (1 - alpha**2) * (1 - (p1**a * p2 ** (1 - a) + (1 - p1) ** a * (1 - p2) ** (1 - a)))
-    assert d >= -1e-15 and abs(d - want) < 1e-9 * max(1.0, abs(want))
-    assert abs(fb.alpha_divergence(Bernoulli(t(p1)), Bernoulli(t(p1)), alpha).item()) < 1e-14
+    assert d >= 0 and abs(d - want) < 1e-9 * max(1.0, abs(want))
+    # round-off of the log-affinity (a few eps) is amplified by 4 / (1 - alpha^2)
+    assert 0 <= fb.alpha_divergence(Bernoulli(t(p1)), Bernoulli(t(p1)), alpha).item() < 50 * 2.2e-16 * 4 / (1 - alpha**2)
 
 
 # ----------------------------------------------------------------------------- multivariate normal / SPD

@@ -265,8 +265,8 @@ def levi_civita_lowered(metric: Callable[[Tensor], Tensor], theta: Any) -> Tenso
 
     :math:`\Gamma_{ijk} = \tfrac12(\partial_i g_{jk} + \partial_j g_{ik} - \partial_k g_{ij})`.
 
-    The metric's derivatives are taken by torch autograd (with a graph, so the result can be
-    differentiated again, as :func:`riemann_tensor` does).
+    The metric's derivatives are taken by torch autograd when the metric carries a graph, by central
+    differences otherwise (the metrics of :func:`~fisherbook.geometry.riemannian.fisher_metric`).
 
     Parameters
     ----------
@@ -290,7 +290,7 @@ def levi_civita_lowered(metric: Callable[[Tensor], Tensor], theta: Any) -> Tenso
     """
     check_callable(metric, "metric", "a callable theta -> G(theta)")
     th = _point(theta)
-    return _levi_civita(metric, th)
+    return _levi_civita(metric, th).detach()
 
 
 def _levi_civita(metric: Callable[[Tensor], Tensor], th: Tensor) -> Tensor:

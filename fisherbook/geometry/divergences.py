@@ -153,7 +153,8 @@ def alpha_divergence(p: Distribution, q: Distribution, alpha: float, *, x: Any =
         if al == 1.0:
             return _kl_nodes(q, p, x, weights)
         log_aff = _log_affinity_nodes(p, q, (1 - al) / 2, x, weights)
-    out = -torch.expm1(log_aff) * (4 / (1 - al**2))
+    # D_alpha >= 0 for every alpha (Hoelder's inequality); round-off near p = q can give -1e-14: clamp
+    out = (-torch.expm1(log_aff) * (4 / (1 - al**2))).clamp_min(0.0)
     if not bool(torch.isfinite(out).all()):
         raise InvalidArgumentError(f"D_alpha is not finite for alpha = {al} (the integral overflows)")
     return out
