@@ -553,3 +553,99 @@ def test_issue18_every_new_public_callable_has_a_bad_input_case():
            "bartlett_moments"}
     assert new <= set(fb.stats.__all__)
     assert new == {c[0] for c in ISSUE18_CASES}
+
+
+# ----------------------------------------------------------------------------- issue 19: graduate information geometry
+# (public name, call, error type, words the message must contain); every public name of the new geometry
+# modules (and the two new dualflat functions) needs a case.
+
+from fisherbook.errors import ArgumentTypeError  # noqa: E402
+from fisherbook.geometry import connections as _connections  # noqa: E402
+from fisherbook.geometry import divergences as _divergences  # noqa: E402
+from fisherbook.geometry import em as _em  # noqa: E402
+from fisherbook.geometry import gaussian_spd as _gaussian_spd  # noqa: E402
+
+_NODES = torch.linspace(-5.0, 5.0, 11, dtype=D)  # far too coarse and narrow for N(0, 0.1): mass != 1
+_normal = lambda th: Normal(th[0], th[1])  # noqa: E731
+_G2 = lambda th: torch.diag(torch.stack([1 / th[1] ** 2, 2 / th[1] ** 2]))  # noqa: E731
+
+GEOMETRY_CASES = [
+    ("alpha_connection", lambda: fb.alpha_connection(_normal, [0.0, 0.1], 0.0, _NODES), InvalidArgumentError,
+     ["integrate", "not 1"]),
+    ("alpha_connection", lambda: fb.alpha_connection(_normal, [0.0, 1.0], "e", _NODES), ArgumentTypeError, ["alpha"]),
+    ("amari_chentsov_tensor", lambda: fb.amari_chentsov_tensor(_normal, [[0.0, 1.0]], _NODES), ShapeError, ["theta"]),
+    ("amari_chentsov_tensor", lambda: fb.amari_chentsov_tensor(3.0, [0.0, 1.0], _NODES), ArgumentTypeError, ["model"]),
+    ("amari_chentsov_tensor",
+     lambda: fb.amari_chentsov_tensor(_normal, [0.0, 1.0], _NODES, torch.ones(3, dtype=D)), ShapeError, ["weights"]),
+    ("levi_civita_lowered", lambda: fb.levi_civita_lowered(lambda th: torch.eye(3, dtype=D) * th.sum(), [0.0, 1.0]),
+     ShapeError, ["metric"]),
+    ("levi_civita_lowered", lambda: fb.levi_civita_lowered(_G2, [0.0, float("nan")]), InvalidArgumentError, ["theta"]),
+    ("exponential_family_tensor", lambda: fb.exponential_family_tensor(Normal, [0.0, 1.0]), OffManifoldError,
+     ["natural parameter space"]),
+    ("exponential_family_tensor", lambda: fb.exponential_family_tensor(Uniform, [0.0, 1.0]), ArgumentTypeError,
+     ["Uniform"]),
+    ("riemann_tensor", lambda: fb.riemann_tensor(lambda th: torch.zeros(2, 2, dtype=D) * th.sum(), [0.0, 1.0]),
+     ShapeError, ["connection"]),
+    ("gaussian_curvature", lambda: fb.gaussian_curvature(_G2, [0.0, 1.0, 2.0]), ShapeError, ["two-dimensional"]),
+    ("gaussian_curvature", lambda: fb.gaussian_curvature(_G2, [0.0, 1.0], method="gauss"), InvalidArgumentError,
+     ["method"]),
+    ("gaussian_curvature", lambda: fb.gaussian_curvature(lambda th: -_G2(th), [0.0, 1.0]), OffManifoldError,
+     ["positive definite"]),
+    ("alpha_divergence", lambda: fb.alpha_divergence(Normal(t(0.0), t(1.0)), Normal(t(0.0), t(3.0)), 3.0),
+     InvalidArgumentError, ["infinite"]),
+    ("alpha_divergence", lambda: fb.alpha_divergence(Normal(t(0.0), t(1.0)), Poisson(t(1.0)), 0.0), ArgumentTypeError,
+     ["same family"]),
+    ("alpha_divergence", lambda: fb.alpha_divergence(Uniform(t(0.0), t(1.0)), Uniform(t(0.0), t(2.0)), 0.0),
+     ArgumentTypeError, ["nodes"]),
+    ("alpha_divergence", lambda: fb.alpha_divergence(Normal(t(0.0), t(1.0)), Normal(t(1.0), t(1.0)), 0.5, x=_NODES[:3]),
+     InvalidArgumentError, ["integrate", "not 1"]),
+    ("spd_fisher_distance", lambda: fb.spd_fisher_distance([[1.0, 0.0], [0.0, -1.0]], torch.eye(2)), OffManifoldError,
+     ["cov1", "positive definite"]),
+    ("spd_fisher_distance", lambda: fb.spd_fisher_distance([[1.0, 0.5], [0.0, 1.0]], torch.eye(2)), OffManifoldError,
+     ["symmetric"]),
+    ("spd_fisher_distance", lambda: fb.spd_fisher_distance(torch.eye(2), torch.eye(3)), ShapeError, ["size"]),
+    ("spd_geodesic", lambda: fb.spd_geodesic(torch.eye(2), torch.eye(2), [float("inf")]), InvalidArgumentError, ["t"]),
+    ("spd_geodesic", lambda: fb.spd_geodesic(torch.eye(2), [1.0, 2.0], [0.5]), ShapeError, ["cov2"]),
+    ("mvn_fisher_metric", lambda: fb.mvn_fisher_metric(0), InvalidArgumentError, ["k"]),
+    ("mvn_fisher_metric", lambda: fb.mvn_fisher_metric(2)(t([0.0, 0.0, 1.0, 2.0, 1.0])), OffManifoldError,
+     ["positive definite"]),
+    ("mvn_coordinates", lambda: fb.mvn_coordinates([0.0], torch.eye(2)), ShapeError, ["mean"]),
+    ("mvn_from_coordinates", lambda: fb.mvn_from_coordinates([0.0, 1.0, 2.0], 2), ShapeError, ["last dimension 5"]),
+    ("gaussian_mixture_em", lambda: fb.gaussian_mixture_em(t([0.0, 1.0, 2.0]), [0.5, 0.6], [0.0, 1.0], [1.0, 1.0]),
+     InvalidArgumentError, ["weights", "sum to 1"]),
+    ("gaussian_mixture_em", lambda: fb.gaussian_mixture_em(t([0.0, 1.0, 2.0]), [0.5, 0.5], [0.0, 1.0], [1.0, 0.0]),
+     InvalidArgumentError, ["scales"]),
+    ("gaussian_mixture_em", lambda: fb.gaussian_mixture_em(t([0.0, 1.0, 2.0]), [0.5, 0.5], [0.0], [1.0, 1.0]),
+     ShapeError, ["same shape"]),
+    ("gaussian_mixture_em",
+     lambda: fb.gaussian_mixture_em(t([0.0, 1.0, 2.0]), [0.5, 0.5], [0.0, 1.0], [1.0, 1.0], method="gd"),
+     InvalidArgumentError, ["method"]),
+    ("MixtureTrace", lambda: fb.gaussian_mixture_em(t([0.0]), [1.0], [0.0], [1.0]), ShapeError, ["at least 2"]),
+    ("e_projection", lambda: fb.e_projection(t([0.5, 0.5, 0.0]), torch.arange(3.0), 1.0), OffManifoldError,
+     ["strictly positive"]),
+    ("e_projection", lambda: fb.e_projection(t([0.2, 0.3, 0.5]), torch.arange(3.0), 2.0), InvalidArgumentError,
+     ["boundary"]),
+    ("e_projection", lambda: fb.e_projection(t([0.2, 0.3, 0.5]), torch.arange(3.0), [1.0, 2.0]), ShapeError,
+     ["target"]),
+    ("canonical_divergence", lambda: fb.canonical_divergence(Normal(t(0.0), t(1.0)), Poisson(t(1.0))),
+     ArgumentTypeError, ["same family"]),
+    ("canonical_divergence", lambda: fb.canonical_divergence(Binomial(3, t(0.2)), Binomial(4, t(0.2))),
+     InvalidArgumentError, ["total_count"]),
+]
+
+
+@pytest.mark.parametrize("name, call, error, words", GEOMETRY_CASES,
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(GEOMETRY_CASES)])
+def test_graduate_geometry_bad_input(name, call, error, words):
+    with pytest.raises(error) as info:
+        call()
+    message = str(info.value)
+    for word in words:
+        assert word in message, f"{name}: {word!r} not in {message!r}"
+
+
+def test_every_new_geometry_name_has_a_bad_input_case():
+    names = (set(_connections.__all__) | set(_divergences.__all__) | set(_em.__all__) | set(_gaussian_spd.__all__)
+             | {"e_projection", "canonical_divergence"})
+    missing = names - {c[0] for c in GEOMETRY_CASES}
+    assert not missing, f"public names without a bad-input case: {sorted(missing)}"

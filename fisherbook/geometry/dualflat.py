@@ -63,6 +63,8 @@ __all__ = [
     "bregman_divergence",
     "kl_bregman",
     "m_projection",
+    "e_projection",
+    "canonical_divergence",
 ]
 
 DTYPE = torch.float64
@@ -493,10 +495,18 @@ def m_projection(
     logh = torch.zeros_like(p) if base is None else torch.as_tensor(base, dtype=DTYPE).log()
     if base is not None and (logh.shape != p.shape or not torch.isfinite(logh).all()):
         raise OffManifoldError("base must be a positive vector of the same length as probs")
+    return _moment_match(logh, T, p @ T, tol, max_iter, "m_projection", "E_p[T]")
+
+
+def _moment_match(logh: Tensor, T: Tensor, target: Tensor, tol: float, max_iter: int, who: str,
+                  what: str, min_prob: float = 1e-12) -> tuple[Tensor, Tensor]:
+    """The member q of {h exp(theta . T - psi)} on a finite set with E_q[T] = target, by Newton's method.
+
+    A solution with a probability below ``min_prob`` (or a huge parameter) is taken as a projection at
+    infinity and refused; callers whose solutions legitimately hold tiny probabilities pass 0."""
     centred = T - T.mean(0)
     if torch.linalg.matrix_rank(centred) < T.shape[1]:
         raise InvalidArgumentError("statistics are degenerate: their columns are affinely dependent on the support")
-    target = p @ T
     scale = max(1.0, float(T.abs().max()))
 
     def derivatives(th: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -514,9 +524,98 @@ def m_projection(
     res = newton(derivatives, value, torch.zeros(T.shape[1], dtype=DTYPE), tol=tol * scale, max_iter=max_iter,
                  criterion="gradient")
     q = torch.softmax(logh + T @ res.x, 0)
-    if bool(res.converged) and not bool((q < 1e-12).any()) and bool(res.x.abs().max() < 1e6):
+    if bool(res.converged) and not bool((q < min_prob).any()) and bool(res.x.abs().max() < 1e6):
         return q, res.x
     raise InvalidArgumentError(
-        "m_projection did not converge: E_p[T] is (nearly) on the boundary of the convex hull of the "
+        f"{who} did not converge: {what} is (nearly) on the boundary of the convex hull of the "
         "statistics, so the projection lies at infinity"
     )
+
+
+def e_projection(probs: Any, statistics: Any, target: Any, *, tol: float = 1e-12,
+                 max_iter: int = 200) -> tuple[Tensor, Tensor]:
+    r"""e-projection of a distribution on a finite set onto the m-flat family :math:`\{q : \operatorname{E}_q[T] = c\}`.
+
+    The minimiser of :math:`\mathrm{KL}(q\,\|\,p)` over the linear family :math:`\mathcal M = \{q :
+    \operatorname{E}_q[T] = c\}` (the I-projection of Csiszár 1975; maximum entropy relative to :math:`p`) is the
+    exponential tilt :math:`q^\star(x) \propto p(x)\exp(\lambda^\top T(x))` with :math:`\lambda` chosen so that
+    :math:`\operatorname{E}_{q^\star}[T] = c`: the e-geodesic from :math:`p` meets :math:`\mathcal M` orthogonally.
+    The dual Pythagorean relation :math:`\mathrm{KL}(r\,\|\,p) = \mathrm{KL}(r\,\|\,q^\star) +
+    \mathrm{KL}(q^\star\,\|\,p)` holds for every :math:`r \in \mathcal M`.
+
+    Parameters
+    ----------
+    probs : Tensor
+        :math:`p`, shape ``(K,)``, strictly positive on the simplex.
+    statistics : Tensor
+        :math:`T`, shape ``(K, d)`` (or ``(K,)``), affinely independent columns.
+    target : Tensor
+        :math:`c`, shape ``(d,)`` (or a scalar), in the interior of the convex hull of the rows of :math:`T`.
+    tol, max_iter : float, int
+        Newton tolerance on the moment mismatch and iteration cap.
+
+    Returns
+    -------
+    (Tensor, Tensor)
+        :math:`q^\star` (``(K,)``) and the tilt :math:`\lambda` (``(d,)``).
+
+    Raises
+    ------
+    OffManifoldError
+        If ``probs`` is not a strictly positive probability vector.
+    InvalidArgumentError
+        If ``target`` is on or outside the boundary of the convex hull (the constraint set touches the
+        boundary of the simplex or is empty), or the statistics are degenerate.
+
+    Examples
+    --------
+    Tilting the uniform distribution on a die to mean 4.5 (Jaynes' dice):
+
+    >>> q, lam = e_projection(torch.full((6,), 1 / 6, dtype=torch.float64), torch.arange(1.0, 7.0), 4.5)
+    >>> round(float(q @ torch.arange(1.0, 7.0, dtype=torch.float64)), 10)
+    4.5
+    """
+    p = torch.as_tensor(probs, dtype=DTYPE)
+    if p.ndim != 1 or p.shape[0] < 2 or not bool((p > 0).all()) or abs(float(p.sum()) - 1) > 1e-6:
+        raise OffManifoldError(f"probs must be a strictly positive 1-D probability vector, got {p}")
+    p = p / p.sum()
+    T = check_tensor(statistics, "statistics", dtype=DTYPE)
+    if T.ndim == 1:
+        T = T.unsqueeze(-1)
+    if T.ndim != 2 or T.shape[0] != p.shape[0]:
+        raise ShapeError(f"statistics must have shape (K, d) with K = {p.shape[0]}, got {tuple(T.shape)}")
+    c = check_tensor(target, "target", dtype=DTYPE).reshape(-1)
+    if c.shape[0] != T.shape[1]:
+        raise ShapeError(f"target must have {T.shape[1]} entries (one per statistic), got {c.shape[0]}")
+    return _moment_match(p.log(), T, c, tol, max_iter, "e_projection", "target")
+
+
+def canonical_divergence(p: Distribution, q: Distribution) -> Tensor:
+    r"""Canonical divergence of the dually flat structure.
+
+    :math:`D(p, q) = \psi(\theta_p) + \varphi(\eta_q) - \theta_p^\top\eta_q`.
+
+    Defined from the two potentials and the two affine coordinate systems alone (Amari & Nagaoka 2000,
+    §3.4). It is non-negative, zero only at :math:`p = q` (Fenchel–Young), equals the Bregman divergence
+    :math:`B_\psi(\theta_p, \theta_q) = B_\varphi(\eta_q, \eta_p)`, and on an exponential family it is the KL
+    divergence :math:`\mathrm{KL}(q\,\|\,p)` — with the arguments in this order.
+
+    Examples
+    --------
+    >>> from torch.distributions import Poisson, kl_divergence
+    >>> p, q = Poisson(torch.tensor(2.0)), Poisson(torch.tensor(5.0))
+    >>> bool(torch.isclose(canonical_divergence(p, q), kl_divergence(q, p).double()))
+    True
+    """
+    if type(p) is not type(q):
+        raise ArgumentTypeError(f"p and q must be of the same family, got {type(p).__name__} and {type(q).__name__}")
+    spec, n = _family(_check_dist(p))
+    _check_dist(q)
+    if n is not None:
+        n2 = torch.as_tensor(q.total_count, dtype=DTYPE)  # type: ignore[attr-defined]  # Binomial/Multinomial
+        if not torch.equal(*torch.broadcast_tensors(n, n2)):
+            raise InvalidArgumentError("total_count must be equal for p and q")
+    tp, tq = spec.natural(p), spec.natural(q)
+    eq = spec.mean(tq, n)
+    phi_q = (tq * eq).sum(-1) - spec.psi(tq, n)
+    return spec.psi(tp, n) + phi_q - (tp * eq).sum(-1)
