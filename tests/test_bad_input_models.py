@@ -38,21 +38,34 @@ from fisherbook.bayes import (
 from fisherbook.continual import (
     EWC,
     L2,
+    MAS,
+    SI,
     ContinualResult,
     FineTuning,
+    HeadTask,
+    HeadView,
+    KFACLaplace,
+    Replay,
+    Scenario,
     Strategy,
     average_accuracy,
     backward_transfer,
+    batched_empirical_fisher,
     diagonal_fisher,
     evaluate,
     ewc_penalty,
     fisher_overlap,
     forgetting,
+    kfac_penalty,
     l2_penalty,
     make_mlp,
+    mas_importance,
     online_fisher_update,
+    si_importance,
+    split_digits_scenario,
     train_sequence,
 )
+from fisherbook.curvature import fisher
 from fisherbook.data import Task
 from fisherbook.errors import (
     ArgumentTypeError,
@@ -110,6 +123,15 @@ def _with_nan(x):
 def _anchored(strategy, net):
     strategy.after_task(net, _task() if isinstance(strategy, EWC) else None)
     return strategy
+
+
+def _anchored_mas(strategy):
+    strategy.after_task(_lin(), _task())
+    return strategy
+
+
+def _kfac(net):
+    return fisher(net, _cls(d=net.in_features)[0], representation="kfac")
 
 
 def _fitted_laplace():
@@ -439,6 +461,88 @@ CASES = [
     ("polynomial_design", "float degree", lambda: polynomial_design(torch.zeros(3), 1.5), ArgumentTypeError, ["degree"]),
     ("polynomial_design", "empty x", lambda: polynomial_design(torch.zeros(0), 2), ShapeError, ["x", "non-empty"]),
     ("polynomial_design", "x not a tensor", lambda: polynomial_design([1.0, 2.0], 2), ArgumentTypeError, ["x", "list"]),
+    # chapter 6 extensions: loaders, other importances, K-FAC Laplace, scenarios, replay -----------
+    ("diagonal_fisher", "Dataset, not a loader", lambda: diagonal_fisher(
+        _lin(), torch.utils.data.TensorDataset(_cls()[0]), kind="true"), ArgumentTypeError, ["DataLoader", "TensorDataset"]),
+    ("diagonal_fisher", "targets with a loader", lambda: diagonal_fisher(
+        _lin(), [_cls()[0]], kind="true", targets=_cls()[1]), InvalidArgumentError, ["targets must be None", "pair"]),
+    ("diagonal_fisher", "empty loader", lambda: diagonal_fisher(_lin(), [], kind="true"), ShapeError, ["no batches"]),
+    ("diagonal_fisher", "string inputs", lambda: diagonal_fisher(_lin(), "data", kind="true"), ArgumentTypeError,
+     ["inputs", "str"]),
+    ("diagonal_fisher", "empirical batches without targets", lambda: diagonal_fisher(_lin(), [_cls()[0]], kind="empirical"),
+     InvalidArgumentError, ["targets", "empirical"]),
+    ("EWC", "unknown kind", lambda: EWC(1.0, kind="batched"), InvalidArgumentError, ["kind", "batched_empirical"]),
+    ("EWC", "empirical consolidate on one tensor", lambda: EWC(1.0, kind="empirical").consolidate(_lin(), _cls()[0]),
+     ArgumentTypeError, ["targets", "batches"]),
+    ("EWC", "zero batch_size", lambda: EWC(1.0, kind="batched_empirical", batch_size=0), InvalidArgumentError,
+     ["batch_size"]),
+    ("batched_empirical_fisher", "no batch_size", lambda: batched_empirical_fisher(_lin(), *_cls()), InvalidArgumentError,
+     ["batch_size", "required"]),
+    ("batched_empirical_fisher", "targets of another length", lambda: batched_empirical_fisher(
+        _lin(), _cls()[0], _cls()[1][:5], batch_size=4), ShapeError, ["targets", "12"]),
+    ("batched_empirical_fisher", "batches without targets", lambda: batched_empirical_fisher(_lin(), [_cls()[0]]),
+     ArgumentTypeError, ["batch 0", "pair"]),
+    ("batched_empirical_fisher", "nan inputs", lambda: batched_empirical_fisher(_lin(), _with_nan(_cls()[0]), _cls()[1],
+                                                                                batch_size=4), NonFiniteError, ["inputs"]),
+    ("batched_empirical_fisher", "empty loader", lambda: batched_empirical_fisher(_lin(), []), ShapeError, ["no batches"]),
+    ("mas_importance", "empty inputs", lambda: mas_importance(_lin(), torch.zeros(0, 3, dtype=D)), ShapeError,
+     ["inputs", "at least one"]),
+    ("mas_importance", "nan inputs", lambda: mas_importance(_lin(), _with_nan(_cls()[0])), NonFiniteError, ["inputs"]),
+    ("mas_importance", "not a model", lambda: mas_importance("net", _cls()[0]), ArgumentTypeError, ["model"]),
+    ("mas_importance", "batch of strings", lambda: mas_importance(_lin(), [("a", "b")]), ArgumentTypeError,
+     ["batches", "str"]),
+    ("si_importance", "zero xi", lambda: si_importance([torch.ones(2)], [torch.ones(2)], 0.0), InvalidArgumentError, ["xi"]),
+    ("si_importance", "shape mismatch", lambda: si_importance([torch.ones(2)], [torch.ones(3)], 0.1), ShapeError,
+     ["path_integral[0]", "(2,)"]),
+    ("si_importance", "nan path integral", lambda: si_importance([torch.tensor([NAN])], [torch.ones(1)], 0.1),
+     NonFiniteError, ["path_integral[0]"]),
+    ("si_importance", "tensor, not a list", lambda: si_importance(torch.ones(2), [torch.ones(2)], 0.1), ArgumentTypeError,
+     ["path_integral", "sequence of tensors"]),
+    ("SI", "negative xi", lambda: SI(1.0, xi=-0.1), InvalidArgumentError, ["xi"]),
+    ("SI", "negative lam", lambda: SI(-1.0), InvalidArgumentError, ["lam"]),
+    ("SI", "after_step without before_step", lambda: SI(1.0).after_step(_lin()), InvalidArgumentError,
+     ["before_step"]),
+    ("MAS", "task not a Task", lambda: MAS(1.0).after_task(_lin(), "task"), ArgumentTypeError, ["task", "Task"]),
+    ("MAS", "zero max_examples", lambda: MAS(1.0, max_examples=0), InvalidArgumentError, ["max_examples"]),
+    ("MAS", "penalty on another model", lambda: _anchored_mas(MAS(1.0)).penalty(_lin(4, 2)), ShapeError,
+     ["weight", "(2, 4)", "(2, 3)"]),
+    ("kfac_penalty", "diagonal, not K-FAC", lambda: kfac_penalty(_params(_lin()), _anchor(_lin()), _ones(_lin()), 1.0),
+     ArgumentTypeError, ["fisher", "KFAC"]),
+    ("kfac_penalty", "K-FAC of another model", lambda: kfac_penalty(_params(_lin()), _anchor(_lin()), _kfac(_lin(4, 2)),
+                                                                   1.0), ShapeError, ["fisher[0]", "(2, 4)"]),
+    ("kfac_penalty", "anchor count", lambda: kfac_penalty(_params(_lin()), _anchor(_lin())[:1], _kfac(_lin()), 1.0),
+     ShapeError, ["anchor has 1 tensors"]),
+    ("kfac_penalty", "negative lam", lambda: kfac_penalty(_params(_lin()), _anchor(_lin()), _kfac(_lin()), -2.0),
+     InvalidArgumentError, ["lam"]),
+    ("kfac_penalty", "empty list", lambda: kfac_penalty(_params(_lin()), _anchor(_lin()), [], 1.0), ArgumentTypeError,
+     ["non-empty"]),
+    ("KFACLaplace", "no kind", lambda: KFACLaplace(1.0, kind="diagonal"), InvalidArgumentError, ["kind", "true"]),
+    ("KFACLaplace", "task not a Task", lambda: KFACLaplace(1.0, kind="true").after_task(_lin(), None), ArgumentTypeError,
+     ["task", "NoneType"]),
+    ("KFACLaplace", "layer K-FAC does not cover", lambda: KFACLaplace(1.0, kind="true").after_task(
+        nn.Sequential(nn.Linear(3, 2), nn.LayerNorm(2)).double(), _task()), UnsupportedError, ["kfac"]),
+    ("KFACLaplace", "bad generator", lambda: KFACLaplace(1.0, kind="mc", generator=0), ArgumentTypeError, ["generator"]),
+    ("Replay", "zero per_class", lambda: Replay(0), InvalidArgumentError, ["per_class"]),
+    ("Replay", "negative weight", lambda: Replay(2, weight=-1.0), InvalidArgumentError, ["weight"]),
+    ("Replay", "task not a Task", lambda: Replay(2).after_task(_lin(), [1, 2]), ArgumentTypeError, ["task", "list"]),
+    ("HeadTask", "repeated head", lambda: HeadTask("t", *_cls(k=2), *_cls(k=2), head=(1, 1)), InvalidArgumentError,
+     ["head", "distinct"]),
+    ("HeadTask", "label outside the head", lambda: HeadTask("t", *_cls(k=3), *_cls(k=3), head=(4, 5)),
+     InvalidArgumentError, ["y_train", "0..1"]),
+    ("HeadTask", "head a string", lambda: HeadTask("t", *_cls(k=2), *_cls(k=2), head="01"), ArgumentTypeError, ["head"]),
+    ("HeadTask", "negative unit", lambda: HeadTask("t", *_cls(k=2), *_cls(k=2), head=(-1, 0)), InvalidArgumentError,
+     ["head entry"]),
+    ("Scenario", "unknown name", lambda: Scenario("online", [_task()], 2), InvalidArgumentError, ["name", "class"]),
+    ("Scenario", "no tasks", lambda: Scenario("class", [], 2), ArgumentTypeError, ["tasks"]),
+    ("Scenario", "zero outputs", lambda: Scenario("class", [_task()], 0), InvalidArgumentError, ["n_out"]),
+    ("split_digits_scenario", "unknown scenario", lambda: split_digits_scenario("instance"), InvalidArgumentError,
+     ["scenario", "domain"]),
+    ("split_digits_scenario", "six tasks", lambda: split_digits_scenario("class", n_tasks=6), InvalidArgumentError,
+     ["n_tasks"]),
+    ("split_digits_scenario", "float n_tasks", lambda: split_digits_scenario("class", n_tasks=2.5), ArgumentTypeError,
+     ["n_tasks"]),
+    ("HeadView", "head past the outputs", lambda: HeadView(_lin(), (1, 2))(_cls()[0]), ShapeError, ["head", "(12, 2)"]),
+    ("HeadView", "not a model", lambda: HeadView("net", (0,)), ArgumentTypeError, ["model"]),
 ]
 
 

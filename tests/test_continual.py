@@ -474,4 +474,6 @@ def test_every_name_is_importable_from_where_it_was():
     assert set(ewc.__all__) == set(c.__all__)
     assert all(getattr(ewc, name) is getattr(c, name) for name in c.__all__)
     homes = {getattr(c, name).__module__ for name in c.__all__}
-    assert homes == {f"fisherbook.continual.{m}" for m in ("penalties", "fisher", "strategies", "metrics", "training")}
+    assert homes == {f"fisherbook.continual.{m}" for m in ("penalties", "fisher", "strategies", "metrics", "training",
+                                                           "importance", "regularisers", "kfac_laplace", "replay",
+                                                           "scenarios")}

@@ -7,6 +7,11 @@ r"""Continual learning with Fisher-weighted penalties (chapter 6).
   accuracy matrix;
 - ``fisherbook.continual.training``: the training loop that runs a strategy over a task sequence,
   the MLPs and the evaluation it uses.
+- ``fisherbook.continual.scenarios``: task-, domain- and class-incremental split digits;
+- ``fisherbook.continual.importance``: the MAS and Synaptic-Intelligence importances;
+- ``fisherbook.continual.regularisers``: the SI and MAS strategies;
+- ``fisherbook.continual.kfac_laplace``: the K-FAC Laplace penalty and strategy;
+- ``fisherbook.continual.replay``: experience replay from a small buffer.
 
 ``fisherbook.continual.ewc`` re-exports every name (the import path of chapter 6).
 Bad arguments raise the :mod:`fisherbook.errors` classes. The model-mode rule, wherever a
@@ -18,11 +23,16 @@ per-example gradient). Call ``model.eval()`` first.
 
 from __future__ import annotations
 
-from .fisher import diagonal_fisher, fisher_overlap
+from .fisher import batched_empirical_fisher, diagonal_fisher, fisher_overlap
+from .importance import mas_importance, si_importance
+from .kfac_laplace import KFACLaplace, kfac_penalty
 from .metrics import average_accuracy, backward_transfer, forgetting
 from .penalties import ewc_penalty, l2_penalty, online_fisher_update
+from .regularisers import MAS, SI
+from .replay import Replay
+from .scenarios import HeadTask, Scenario, split_digits_scenario
 from .strategies import EWC, L2, FineTuning, Strategy
-from .training import ContinualResult, evaluate, make_mlp, train_sequence
+from .training import ContinualResult, HeadView, evaluate, make_mlp, train_sequence
 
 __all__ = [
     "ewc_penalty",
@@ -41,4 +51,16 @@ __all__ = [
     "backward_transfer",
     "forgetting",
     "train_sequence",
+    "batched_empirical_fisher",
+    "mas_importance",
+    "si_importance",
+    "kfac_penalty",
+    "KFACLaplace",
+    "SI",
+    "MAS",
+    "Replay",
+    "HeadTask",
+    "Scenario",
+    "split_digits_scenario",
+    "HeadView",
 ]

@@ -71,3 +71,26 @@ def check_fisher_values(name: str, fisher: Sequence[Tensor]) -> None:
         if bool((f < 0).any()):
             raise InvalidArgumentError(f"{name}[{k}] must be finite and non-negative (a Fisher diagonal); its "
                                        f"smallest entry is {float(f.min()):.3g}")
+
+
+def check_batches(data: Any, targets: Any = None) -> None:
+    """``data`` is a DataLoader or an iterable of batches (not a tensor, a string, a mapping or a
+    map-style Dataset of single examples), and ``targets`` is ``None`` (batches carry their own)."""
+    if isinstance(data, str | bytes | dict) or not isinstance(data, Iterable):
+        raise ArgumentTypeError("inputs must be a torch.Tensor with examples along dim 0, a DataLoader or an "
+                                f"iterable of batches (tensors or (inputs, targets) pairs), got {type(data).__name__}")
+    if isinstance(data, torch.utils.data.Dataset) and not isinstance(data, torch.utils.data.IterableDataset):
+        raise ArgumentTypeError(f"inputs is a {type(data).__name__} (a Dataset of single examples); wrap it in "
+                                "torch.utils.data.DataLoader(dataset, batch_size=...) to pass batches")
+    if isinstance(data, list | tuple) and data and not isinstance(data[0], Tensor | list | tuple):
+        raise ArgumentTypeError(f"inputs must be a torch.Tensor or batches (tensors or (inputs, targets) pairs); got a "
+                                f"{type(data).__name__} whose first element is {type(data[0]).__name__} (for one "
+                                "batch of data, pass torch.tensor(...))")
+    if isinstance(data, list | tuple) and data and isinstance(data[0], list | tuple) and data[0] and not isinstance(
+            data[0][0], Tensor):
+        raise ArgumentTypeError(f"inputs must be a torch.Tensor or batches (tensors or (inputs, targets) pairs); got a "
+                                f"{type(data).__name__} of {type(data[0]).__name__}s of {type(data[0][0]).__name__} "
+                                "(for one batch of data, pass torch.tensor(...))")
+    if targets is not None:
+        raise InvalidArgumentError("targets must be None when inputs is a DataLoader or an iterable of batches; "
+                                   "let each batch be an (inputs, targets) pair instead")

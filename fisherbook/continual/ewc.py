@@ -16,11 +16,16 @@ user code use. The code lives in modules of one idea each:
 
 from __future__ import annotations
 
-from .fisher import diagonal_fisher, fisher_overlap
+from .fisher import batched_empirical_fisher, diagonal_fisher, fisher_overlap
+from .importance import mas_importance, si_importance
+from .kfac_laplace import KFACLaplace, kfac_penalty
 from .metrics import average_accuracy, backward_transfer, forgetting
 from .penalties import ewc_penalty, l2_penalty, online_fisher_update
+from .regularisers import MAS, SI
+from .replay import Replay
+from .scenarios import HeadTask, Scenario, split_digits_scenario
 from .strategies import EWC, L2, FineTuning, Strategy
-from .training import ContinualResult, evaluate, make_mlp, train_sequence
+from .training import ContinualResult, HeadView, evaluate, make_mlp, train_sequence
 
 __all__ = [
     "ewc_penalty",
@@ -39,4 +44,16 @@ __all__ = [
     "backward_transfer",
     "forgetting",
     "train_sequence",
+    "batched_empirical_fisher",
+    "mas_importance",
+    "si_importance",
+    "kfac_penalty",
+    "KFACLaplace",
+    "SI",
+    "MAS",
+    "Replay",
+    "HeadTask",
+    "Scenario",
+    "split_digits_scenario",
+    "HeadView",
 ]

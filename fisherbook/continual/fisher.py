@@ -7,8 +7,8 @@ wrapper over :func:`fisherbook.curvature.fisher` with ``representation="diagonal
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -17,14 +17,21 @@ from .. import curvature
 from .._validate import check_int, check_option, check_tensor
 from ..curvature.likelihoods import LIKELIHOODS, Likelihood
 from ..errors import ArgumentTypeError, FisherbookError, InvalidArgumentError, ShapeError
-from ._checks import FISHER_KINDS, as_tensor_list, check_fisher_values, check_model, check_model_mode
+from ._checks import (
+    FISHER_KINDS,
+    as_tensor_list,
+    check_batches,
+    check_fisher_values,
+    check_model,
+    check_model_mode,
+)
 
-__all__ = ["diagonal_fisher", "fisher_overlap"]
+__all__ = ["diagonal_fisher", "fisher_overlap", "batched_empirical_fisher"]
 
 
 def diagonal_fisher(
     model: nn.Module,
-    inputs: Tensor,
+    inputs: Tensor | Iterable[Any],
     *,
     kind: str,
     targets: Tensor | None = None,
@@ -48,12 +55,18 @@ def diagonal_fisher(
     model : nn.Module
         The network; its parameters (in ``model.parameters()`` order) define the layout. Put it in
         ``eval()`` mode first if it has dropout or batch normalisation.
-    inputs : Tensor
-        Inputs, shape ``(N, ...)``, finite, ``N >= 1``.
+    inputs : Tensor, torch.utils.data.DataLoader or iterable of batches
+        Inputs, shape ``(N, ...)``, finite, ``N >= 1``; or a ``DataLoader`` or any iterable of
+        batches, each an input tensor or an ``(inputs, targets)`` pair. Batches are streamed
+        through :func:`fisherbook.curvature.fisher`: the result is the exact mean over all
+        examples, each batch weighted by its size, equal to the one-tensor call on the
+        concatenated batches up to round-off. With ``kind="empirical"`` every batch must be a
+        pair (and ``targets`` must then be ``None``).
     kind : str
         Which Fisher: ``"true"``, ``"mc"`` or ``"empirical"``.
     targets : Tensor, optional
-        Observed targets, required for ``kind="empirical"``.
+        Observed targets, required for ``kind="empirical"`` with tensor ``inputs``; ``None`` with
+        batched inputs (the targets come from the batches).
     likelihood : str
         Output likelihood, e.g. ``"categorical"`` for a classifier returning logits.
     n_samples : int
@@ -91,16 +104,26 @@ def diagonal_fisher(
     >>> F = diagonal_fisher(net, torch.randn(5, 3), kind="true")
     >>> [tuple(f.shape) for f in F]
     [(2, 3), (2,)]
+
+    The same from a DataLoader (the exact mean over its batches):
+
+    >>> from torch.utils.data import DataLoader, TensorDataset
+    >>> X, y = torch.randn(10, 3), torch.randint(0, 2, (10,))
+    >>> F1 = diagonal_fisher(net, X, kind="empirical", targets=y)
+    >>> F2 = diagonal_fisher(net, DataLoader(TensorDataset(X, y), batch_size=4), kind="empirical")
+    >>> all(torch.allclose(a, b) for a, b in zip(F1, F2))
+    True
     """
     check_model(model)
     kind = check_option(kind, "kind", FISHER_KINDS)
     n_samples = check_int(n_samples, "n_samples", minimum=1)
     if not isinstance(inputs, Tensor):
-        raise ArgumentTypeError(f"inputs must be a torch.Tensor with examples along dim 0, got {type(inputs).__name__}")
-    if inputs.ndim == 0:
-        raise ShapeError("inputs must have the examples along dim 0, got a 0-dimensional tensor")
-    check_tensor(inputs, "inputs")
-    if kind == "empirical":
+        check_batches(inputs, targets)
+    else:
+        if inputs.ndim == 0:
+            raise ShapeError("inputs must have the examples along dim 0, got a 0-dimensional tensor")
+        check_tensor(inputs, "inputs")
+    if kind == "empirical" and isinstance(inputs, Tensor):
         if targets is None:
             raise InvalidArgumentError("targets are required for kind='empirical' (one target per example)")
         if not isinstance(targets, Tensor):
@@ -119,7 +142,7 @@ def diagonal_fisher(
     try:
         F = curvature.fisher(
             model,
-            inputs,
+            cast(Any, inputs),  # the core takes a tensor or batches
             likelihood=likelihood,
             kind=kind,
             targets=targets,
@@ -194,3 +217,106 @@ def fisher_overlap(fisher_a: Tensor | Sequence[Tensor], fisher_b: Tensor | Seque
         raise ShapeError(f"fisher_a has {a.numel()} entries but fisher_b has {b.numel()}")
     d2 = 0.5 * ((a.sqrt() - b.to(a).sqrt()) ** 2).sum()
     return (1.0 - d2).clamp(0.0, 1.0)
+
+
+def batched_empirical_fisher(
+    model: nn.Module,
+    inputs: Tensor | Iterable[Any],
+    targets: Tensor | None = None,
+    *,
+    batch_size: int | None = None,
+) -> list[Tensor]:
+    r"""Avalanche's EWC importances: squared gradients of mini-batch *mean* losses, averaged over batches.
+
+    For mini-batches :math:`B_1, \dots, B_M` of the data and the mean cross-entropy
+    :math:`\ell_{B}(\theta) = \frac{1}{|B|}\sum_{n \in B} -\log p(y_n \mid x_n, \theta)` at the
+    observed labels,
+
+    .. math::
+
+        \tilde F = \frac1M \sum_{m=1}^{M} \bigl(\nabla_\theta \ell_{B_m}(\theta)\bigr)^{\odot 2} ,
+
+    an unweighted mean over batches. This is not a Fisher: the square of a mean gradient is
+    :math:`\bar g^2 + \sigma^2/|B|` in expectation (with :math:`\bar g` the full-data mean gradient
+    and :math:`\sigma^2` the per-example variance), so at a well-trained anchor, where
+    :math:`\bar g \approx 0`, it is about :math:`1/|B|` times the per-example empirical Fisher
+    (:func:`diagonal_fisher` with ``kind="empirical"``), which it equals for ``batch_size=1``.
+    van de Ven (2025) compares it with the true Fisher in EWC.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A classifier returning logits.
+    inputs : Tensor or iterable of (inputs, targets) batches
+        One tensor (cut into consecutive batches of ``batch_size``), or a ``DataLoader`` /
+        iterable of ``(inputs, targets)`` pairs (each pair one batch; ``batch_size`` must then be
+        ``None``).
+    targets : Tensor, optional
+        Class labels, one per example; required with tensor ``inputs``, ``None`` otherwise.
+    batch_size : int, optional
+        Batch size for tensor ``inputs``, ``>= 1``.
+
+    Returns
+    -------
+    list of Tensor
+        Shaped like ``list(model.parameters())``, non-negative.
+
+    Examples
+    --------
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> net = nn.Linear(3, 2).double()
+    >>> X, y = torch.randn(8, 3, dtype=torch.float64), torch.randint(0, 2, (8,))
+    >>> a = batched_empirical_fisher(net, X, y, batch_size=1)
+    >>> b = diagonal_fisher(net, X, kind="empirical", targets=y)
+    >>> all(torch.allclose(p, q) for p, q in zip(a, b))   # batches of one: the empirical Fisher
+    True
+    """
+    check_model(model)
+    check_model_mode(model, "the Fisher", per_example=False)
+    params = [p for p in model.parameters()]
+    if isinstance(inputs, Tensor):
+        if batch_size is None:
+            raise InvalidArgumentError("batch_size is required when inputs is one tensor (an int >= 1)")
+        batch_size = check_int(batch_size, "batch_size", minimum=1)
+        if inputs.ndim == 0 or inputs.shape[0] == 0:
+            raise ShapeError(f"inputs must hold at least one example along dim 0, got shape {tuple(inputs.shape)}")
+        check_tensor(inputs, "inputs")
+        if not isinstance(targets, Tensor):
+            raise ArgumentTypeError(f"targets must be a torch.Tensor of class labels, got {type(targets).__name__}")
+        if targets.ndim != 1 or targets.shape[0] != inputs.shape[0]:
+            raise ShapeError(f"targets must have one label per example ({inputs.shape[0]}), got shape "
+                             f"{tuple(targets.shape)}")
+        batches: Iterable[Any] = [(inputs[i:i + batch_size], targets[i:i + batch_size])
+                                  for i in range(0, inputs.shape[0], batch_size)]
+    else:
+        check_batches(inputs, targets)
+        if batch_size is not None:
+            raise InvalidArgumentError("batch_size must be None when inputs is a DataLoader or an iterable of "
+                                       "batches (each batch is used as it comes)")
+        batches = inputs
+    total = [torch.zeros_like(p) for p in params]
+    m = 0
+    for k, batch in enumerate(batches):
+        if not isinstance(batch, tuple | list) or len(batch) < 2:
+            raise ArgumentTypeError(f"batch {k} of inputs must be an (inputs, targets) pair, got "
+                                    f"{type(batch).__name__}")
+        xb, yb = batch[0], batch[1]
+        if not isinstance(xb, Tensor) or not isinstance(yb, Tensor):
+            raise ArgumentTypeError(f"batch {k} of inputs must hold tensors, got {type(xb).__name__} and "
+                                    f"{type(yb).__name__}")
+        xb = xb.to(device=params[0].device, dtype=params[0].dtype if xb.is_floating_point() else xb.dtype)
+        check_tensor(xb, f"batch {k} of inputs")
+        out = model(xb)
+        if out.ndim != 2 or out.shape[0] != xb.shape[0] or yb.shape != (xb.shape[0],):
+            raise ShapeError(f"batch {k}: the model must give (n, K) logits and the targets (n,) labels, got "
+                             f"{tuple(out.shape)} and {tuple(yb.shape)}")
+        loss = torch.nn.functional.cross_entropy(out, yb.to(out.device))
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        for t, g in zip(total, grads):
+            if g is not None:
+                t.add_(g.detach() ** 2)
+        m += 1
+    if m == 0:
+        raise ShapeError("inputs yielded no batches: at least one (inputs, targets) batch is needed")
+    return [t / m for t in total]

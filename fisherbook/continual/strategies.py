@@ -14,6 +14,7 @@ taken from: a model whose parameter count or shapes differ raises
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -23,10 +24,12 @@ from .._validate import check_int, check_option
 from ..data import Task
 from ..errors import ArgumentTypeError, ShapeError
 from ._checks import FISHER_KINDS, check_fisher_values, check_gamma, check_lam, check_model
-from .fisher import diagonal_fisher
+from .fisher import batched_empirical_fisher, diagonal_fisher
 from .penalties import online_fisher_update, quadratic
 
 __all__ = ["Strategy", "FineTuning", "L2", "EWC"]
+
+EWC_KINDS = FISHER_KINDS + ("batched_empirical",)
 
 
 def _params_matching(model: nn.Module, anchor: list[Tensor], anchor_names: list[str]) -> list[Tensor]:
@@ -71,6 +74,13 @@ class Strategy:
     def after_task(self, model: nn.Module, task: Task | None) -> None:
         """Consolidate after training ``task`` (anchors, Fishers)."""
         check_model(model)
+
+    def before_step(self, model: nn.Module) -> None:
+        """Called by :func:`.train_sequence` after ``loss.backward()``, before the optimiser step
+        (``p.grad`` holds the gradient of the total loss). Does nothing by default."""
+
+    def after_step(self, model: nn.Module) -> None:
+        """Called by :func:`.train_sequence` right after the optimiser step. Does nothing by default."""
 
 
 class FineTuning(Strategy):
@@ -147,7 +157,9 @@ class EWC(Strategy):
         Strength :math:`\lambda \ge 0`.
     kind : str
         Which diagonal Fisher: ``"true"``, ``"mc"`` or ``"empirical"`` (no default; see
-        :func:`~fisherbook.continual.fisher.diagonal_fisher`).
+        :func:`~fisherbook.continual.fisher.diagonal_fisher`), or ``"batched_empirical"``,
+        Avalanche's squared gradients of mini-batch mean losses
+        (:func:`~fisherbook.continual.fisher.batched_empirical_fisher`).
     online : bool
         Online EWC (one Fisher, one anchor).
     gamma : float
@@ -158,6 +170,9 @@ class EWC(Strategy):
         Estimate each Fisher on the first ``max_examples`` training examples only.
     generator : torch.Generator, optional
         Randomness for ``kind="mc"``; it must live on the model's device.
+    batch_size : int
+        Mini-batch size of ``kind="batched_empirical"`` in :meth:`after_task` (the
+        other kinds read the task's training set as one tensor).
 
     Attributes
     ----------
@@ -200,9 +215,11 @@ class EWC(Strategy):
         n_samples: int = 1,
         max_examples: int | None = None,
         generator: torch.Generator | None = None,
+        batch_size: int = 128,
     ) -> None:
         self.lam = check_lam(lam)
-        self.kind: str = check_option(kind, "kind", FISHER_KINDS)
+        self.kind: str = check_option(kind, "kind", EWC_KINDS)
+        self.batch_size: int = check_int(batch_size, "batch_size", minimum=1)
         self.gamma: float = check_gamma(gamma)
         self.n_samples: int = check_int(n_samples, "n_samples", minimum=1)
         self.max_examples: int | None = (None if max_examples is None
@@ -238,14 +255,60 @@ class EWC(Strategy):
         m = task.n_train if self.max_examples is None else min(self.max_examples, task.n_train)
         X = task.X_train[:m].to(device=p.device, dtype=p.dtype)
         y = task.y_train[:m].to(p.device)
-        F = diagonal_fisher(
-            model,
-            X,
-            kind=self.kind,
-            targets=y if self.kind == "empirical" else None,
-            n_samples=self.n_samples,
-            generator=self.generator,
-        )
+        if self.kind == "batched_empirical":
+            self.consolidate(model, [(X[i:i + self.batch_size], y[i:i + self.batch_size])
+                                     for i in range(0, m, self.batch_size)])
+        else:  # one tensor: the same Fisher as batches, bit for bit as before consolidate() existed
+            targets = y if self.kind == "empirical" else None
+            self._store(model, diagonal_fisher(model, X, kind=self.kind, targets=targets, n_samples=self.n_samples,
+                                               generator=self.generator))
+
+    def consolidate(self, model: nn.Module, data: Tensor | Iterable[Any]) -> None:
+        r"""Take the Fisher of ``data`` at the current parameters and anchor there.
+
+        :meth:`after_task` calls this with the task's training set. Call it yourself to
+        consolidate on data of your own: a tensor of inputs (``kind="true"`` or ``"mc"``), or a
+        ``torch.utils.data.DataLoader`` or any iterable of input batches or ``(inputs, targets)``
+        pairs, over which the exact mean is taken, each batch weighted by its size
+        (:func:`~fisherbook.continual.fisher.diagonal_fisher`). ``kind="empirical"`` and
+        ``"batched_empirical"`` need ``(inputs, targets)`` batches; for ``"batched_empirical"``
+        every batch is one mini-batch of Avalanche's estimator
+        (:func:`~fisherbook.continual.fisher.batched_empirical_fisher`).
+
+        Parameters
+        ----------
+        model : nn.Module
+            The model, at the parameters to anchor.
+        data : Tensor, DataLoader or iterable of batches
+            The old task's data.
+
+        Examples
+        --------
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> from fisherbook.continual import make_mlp
+        >>> net = make_mlp(4, (3,), 2, seed=0)
+        >>> X, y = torch.randn(8, 4), torch.randint(0, 2, (8,))
+        >>> ewc = EWC(lam=1.0, kind="empirical")
+        >>> ewc.consolidate(net, DataLoader(TensorDataset(X, y), batch_size=3))
+        >>> ewc.penalty(net).item()
+        0.0
+        """
+        check_model(model)
+        if isinstance(data, Task):
+            raise ArgumentTypeError("data must be inputs or batches, not a Task; use after_task(model, task)")
+        if self.kind == "batched_empirical":
+            if isinstance(data, Tensor):
+                raise ArgumentTypeError("kind='batched_empirical' needs (inputs, targets) batches (a DataLoader or "
+                                        "an iterable of pairs), got one tensor")
+            F = batched_empirical_fisher(model, data)
+        else:
+            if isinstance(data, Tensor) and self.kind == "empirical":
+                raise ArgumentTypeError("kind='empirical' needs the targets: pass (inputs, targets) batches (a "
+                                        "DataLoader or an iterable of pairs), not one tensor of inputs")
+            F = diagonal_fisher(model, data, kind=self.kind, n_samples=self.n_samples, generator=self.generator)
+        self._store(model, F)
+
+    def _store(self, model: nn.Module, F: list[Tensor]) -> None:
         check_fisher_values("fisher", F)  # validated once here; penalty() then skips the value checks
         self.fishers.append(F)
         self.anchor_names.append([n for n, _ in model.named_parameters()])

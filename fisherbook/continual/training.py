@@ -27,7 +27,7 @@ from ._checks import check_model
 from .metrics import average_accuracy, backward_transfer, forgetting
 from .strategies import FineTuning, Strategy
 
-__all__ = ["make_mlp", "evaluate", "ContinualResult", "train_sequence"]
+__all__ = ["make_mlp", "evaluate", "ContinualResult", "train_sequence", "HeadView"]
 
 
 def make_mlp(
@@ -100,11 +100,59 @@ def _check_tasks(tasks: Any) -> list[Task]:
     return tasks
 
 
+def task_head(task: Task) -> tuple[int, ...] | None:
+    """The output units a task uses (``task.head`` of a :class:`~.scenarios.HeadTask`), or ``None``: all."""
+    return getattr(task, "head", None)
+
+
+class HeadView(nn.Module):
+    r"""A classifier seen through one task's head: ``HeadView(model, head)(x) = model(x)[:, head]``.
+
+    The task-incremental scenario gives each task its own output units of one shared network (a
+    multi-headed network). :func:`train_sequence` trains and tests a task with a head through
+    this view and hands the view to ``strategy.after_task``, so a Fisher, an importance or a
+    replay buffer computed there sees the task's own softmax. The view owns no parameters of its
+    own: its parameters are the model's, in the same order.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Maps ``(n, d)`` inputs to ``(n, K)`` logits.
+    head : tuple of int
+        The output units of the task, distinct, in ``0 .. K-1``.
+
+    Examples
+    --------
+    >>> view = HeadView(nn.Linear(3, 4), (2, 3))
+    >>> view(torch.zeros(5, 3)).shape, len(list(view.parameters()))
+    (torch.Size([5, 2]), 2)
+    """
+
+    def __init__(self, model: nn.Module, head: tuple[int, ...]) -> None:
+        super().__init__()
+        check_model(model)
+        self.model = model
+        self.head = tuple(head)
+        self.register_buffer("_index", torch.tensor(self.head, dtype=torch.int64), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.model(x)
+        if out.ndim != 2 or max(self.head) >= out.shape[1]:
+            raise ShapeError(f"the head {self.head} needs (n, K) outputs with K > {max(self.head)}, got shape "
+                             f"{tuple(out.shape)}")
+        return out.index_select(1, self._index.to(out.device))
+
+
+def _view(model: nn.Module, task: Task) -> nn.Module:
+    head = task_head(task)
+    return model if head is None else HeadView(model, head)
+
+
 def _forward(model: nn.Module, X: Tensor, task: Task) -> Tensor:
-    """``model(X)`` with (n, K) logits checked; torch's error for inputs the model cannot take is
-    turned into a ShapeError that names the task."""
+    """``model(X)`` with (n, K) logits checked (through the task's head, if it has one); torch's
+    error for inputs the model cannot take is turned into a ShapeError that names the task."""
     try:
-        out = model(X)
+        out = _view(model, task)(X)
     except RuntimeError as err:
         raise ShapeError(f"model cannot be applied to the inputs of task {task.name!r} (shape {tuple(X.shape)}, "
                          f"{task.n_features} features): {err}") from err
@@ -122,7 +170,9 @@ def _check_outputs(out: Tensor, n: int, task: Task) -> None:
 def evaluate(model: nn.Module, tasks: Sequence[Task]) -> Tensor:
     r"""Test accuracy of a classifier (argmax of its outputs) on each task.
 
-    The model is evaluated in ``eval()`` mode and returned to the mode it was in.
+    The model is evaluated in ``eval()`` mode and returned to the mode it was in. A task with a
+    head (:class:`~.scenarios.HeadTask`, the task-incremental scenario) takes the argmax over its
+    own output units only.
 
     Parameters
     ----------
@@ -229,7 +279,12 @@ def train_sequence(
     For each task :math:`i` a fresh Adam optimiser (learning rate ``lr``, the setting of
     Kirkpatrick et al. 2017, Table S1) runs ``epochs`` passes of shuffled mini-batches over the
     task's training set, in ``train()`` mode, minimising the mean cross-entropy plus
-    ``strategy.penalty(model)``. Then, in ``eval()`` mode, ``strategy.after_task`` consolidates,
+    ``strategy.penalty(model)``; around each optimiser step it calls ``strategy.before_step(model)``
+    (the gradients of the total loss are in ``p.grad``) and ``strategy.after_step(model)``, which
+    Synaptic Intelligence uses for its path integral. A task with a head
+    (:class:`~.scenarios.HeadTask`) is trained and tested on its own output units, and
+    ``after_task`` receives the model seen through that head (:class:`HeadView`).
+    Then, in ``eval()`` mode, ``strategy.after_task`` consolidates,
     ``callback(i, model)`` is called if given, and row :math:`i` of :math:`R` is filled with the
     test accuracy on every task (future ones included, so :math:`R_{ij}` for :math:`j > i` shows
     zero-shot transfer).
@@ -307,13 +362,15 @@ def train_sequence(
                 pen = strategy.penalty(model)
                 loss = data_loss if pen is None else data_loss + pen
                 loss.backward()
+                strategy.before_step(model)
                 opt.step()
+                strategy.after_step(model)
                 total += float(data_loss.detach()) * len(idx)
             if not math.isfinite(total):
                 raise ConvergenceError(f"training loss diverged on task {i} ({task.name}); lower lr or lam")
         losses.append(total / task.n_train)
         model.eval()
-        strategy.after_task(model, task)
+        strategy.after_task(_view(model, task), task)
         if callback is not None:
             callback(i, model)
         R[i] = evaluate(model, tasks)
