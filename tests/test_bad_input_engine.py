@@ -90,6 +90,10 @@ CASES = {
         (lambda: fb.curvature.kfac_statistics(_model(), [X]), TypeError, "inputs"),
         (lambda: fb.curvature.kfac_statistics(_model(), X, n_samples=0), ValueError, "n_samples"),
     ],
+    "Shampoo": [
+        (lambda: fb.optim.Shampoo(_model().parameters(), lr=-1.0), ValueError, "lr"),
+        (lambda: fb.optim.Shampoo(_model().parameters(), beta2=2.0), ValueError, "beta2"),
+    ],
 }
 
 # classes (constructed by the engine, or plain result containers) and data: no argument checks to test here

@@ -1,4 +1,4 @@
-"""EKFAC (fisherbook.curvature.ekfac) against the dense Fisher: its scalings are the exact Fisher's
+"""EKFAC (fisherbook.curvature.ekfac, module curvature/eigencorrection.py) against the dense Fisher: its scalings are the exact Fisher's
 diagonal in the Kronecker eigenbasis (the Frobenius-optimal diagonal there), it is never farther
 from the exact block than K-FAC, and every operator method agrees with its dense matrix."""
 

@@ -35,7 +35,7 @@ from . import distributed, spectrum  # noqa: F401
 from .api import REPRESENTATIONS, fisher
 from .checks import check_model
 from .distributed import reduce_fisher  # noqa: F401
-from .ekfac import EKFAC, ekfac, kfac_statistics
+from .eigencorrection import EKFAC, ekfac, kfac_statistics
 from .likelihoods import KINDS, LIKELIHOODS, Bernoulli, Categorical, Gaussian, Likelihood
 from .operators import Inverse, Scaled, Sum
 from .per_example import UnstructuredError, per_example_grads

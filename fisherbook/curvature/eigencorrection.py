@@ -291,7 +291,11 @@ def ekfac(model: nn.Module, inputs: Any, likelihood: str | Likelihood = "categor
     The K-FAC factors :math:`A, G` of every ``nn.Linear`` / ``nn.Conv2d`` layer (as in
     ``fisher(..., representation="kfac")``), their eigenbases :math:`Q_A, Q_G`, and the second
     moments :math:`S = \frac1N \sum_{n,c} (Q_G^\top g_{nc} Q_A)^2` of the per-example
-    pseudo-gradients in the Kronecker eigenbasis; see :mod:`fisherbook.curvature.ekfac`.
+    pseudo-gradients in the Kronecker eigenbasis. :math:`\operatorname{vec} S` is the diagonal of the
+    exact Fisher block in that basis, :math:`\operatorname{diag}(Q^\top F_{\bar W} Q)` with
+    :math:`Q = Q_G \otimes Q_A`: the diagonal :math:`D` that minimises
+    :math:`\lVert F_{\bar W} - Q D Q^\top \rVert_F`, so EKFAC's block is never farther from the exact one
+    than K-FAC's :math:`G \otimes A = Q (\Lambda_G \otimes \Lambda_A) Q^\top` (see :class:`EKFAC`).
 
     Parameters
     ----------
