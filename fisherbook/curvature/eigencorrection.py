@@ -84,7 +84,10 @@ class EKFAC(CurvatureMatrix):
     :math:`\sum S` and ``frobenius_norm`` is :math:`\lVert S \rVert_F`.
 
     Build it with :func:`ekfac`; ``factors`` keeps the K-FAC ``(A, G)`` pairs whose eigenbases
-    were used (``None`` for given bases).
+    were used (``None`` for given bases); ``index[l]`` holds the flat parameter positions of layer
+    :math:`l`'s :math:`\operatorname{vec}(\bar W_l)`, so that
+    ``F_block = F[index[l]][:, index[l]]`` of a dense Fisher is in the order of
+    ``torch.kron(Q_G, Q_A)``.
     """
 
     def __init__(self, bases: list[_Basis], scalings: list[Tensor], layers: list[LinearLayer], layout: ParamLayout,
@@ -103,6 +106,7 @@ class EKFAC(CurvatureMatrix):
         self.layers = layers
         self.factors = factors
         self._index = [_kfac_index(layer, layout).to(layout.device) for layer in layers]
+        self.index = self._index
 
     @property
     def modules(self) -> list[nn.Linear | nn.Conv2d]:
