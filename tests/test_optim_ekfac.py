@@ -163,3 +163,43 @@ def test_ekfac_bad_input():
         KFAC(model, eigenvalue_corrected="yes")
     with pytest.raises(UnsupportedError, match="distributed"):
         KFAC(model, eigenvalue_corrected=True, distributed=True)
+
+
+# ---------------------------------------------------------------- refresh from a DataLoader (issue 16)
+def test_refresh_from_a_loader_is_the_exact_mean_over_all_examples():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    model = CNN(6).to(DT)
+    X, y = torch.randn(30, 1, 4, 4, dtype=DT), torch.randint(0, 4, (30,))
+    loader = DataLoader(TensorDataset(X, y), batch_size=7)  # uneven batches: 7, 7, 7, 7, 2
+    # the reference first: the optimiser's hooks gather statistics whenever the model runs in training mode
+    ref = fb.curvature.fisher(model, X, kind="empirical", targets=y, representation="kfac")
+    opt = KFAC(model, fisher_type="empirical")
+    opt.refresh(loader)
+    for (a, g), (ra, rg) in zip(opt.factors(), ref.factors):
+        torch.testing.assert_close(a, ra)
+        torch.testing.assert_close(g, rg)
+    assert opt.factor_updates == 1 and opt.steps == 0
+    # the inverses are ready: the next precondition uses the refreshed factors
+    nn.functional.cross_entropy(model(X), y).backward()  # empirical hooks fold this batch in too
+    assert all("QA" in opt.state[m.weight] for _, m in opt.layers)
+    opt.remove_hooks()
+    ref_mc = fb.curvature.fisher(model, [X[:16], X[16:]], kind="mc", representation="kfac",
+                                 generator=torch.Generator().manual_seed(2))
+    opt_mc = KFAC(model, generator=torch.Generator().manual_seed(2))
+    opt_mc.refresh([X[:16], X[16:]])
+    for (a, g), (ra, rg) in zip(opt_mc.factors(), ref_mc.factors):
+        torch.testing.assert_close(a, ra)
+        torch.testing.assert_close(g, rg)
+
+
+def test_refresh_with_eigenvalue_correction_sets_the_engines_scalings():
+    model = CNN(7).to(DT)
+    X = torch.randn(24, 1, 4, 4, dtype=DT)
+    E = fb.curvature.ekfac(model, X, kind="mc", generator=torch.Generator().manual_seed(3))
+    opt = KFAC(model, eigenvalue_corrected=True, generator=torch.Generator().manual_seed(3))
+    opt.refresh(X)
+    for (_, m), s in zip(opt.layers, E.scalings):
+        torch.testing.assert_close(opt.state[m.weight]["S"], s)
+    with pytest.raises(ArgumentTypeError, match="inputs"):
+        opt.refresh("not data")

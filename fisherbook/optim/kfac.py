@@ -525,6 +525,51 @@ class KFAC(torch.optim.Optimizer):
         """Number of factor statistics folded into the running averages."""
         return int(self._counters["factor_updates"])
 
+    def refresh(self, data: Any, *, progress: bool = False) -> None:
+        r"""Set the running factors to their exact mean over all examples of ``data``, then the inverses.
+
+        ``data`` is what :func:`fisherbook.curvature.fisher` accepts: a tensor of inputs, a
+        ``DataLoader`` or any iterable of batches (``(inputs, targets)`` pairs for
+        ``fisher_type="empirical"``); the statistics stream batch by batch (memory for one batch),
+        each batch weighted by its size. With ``fisher_type="mc"`` the targets are sampled with the
+        optimiser's ``generator`` (``kind="mc"``, ``n_samples`` per example); with ``"empirical"``
+        the batches' targets are used (``kind="empirical"``, the gradients of the log-likelihood,
+        not of a mean loss). With ``eigenvalue_corrected`` the scalings are recomputed too
+        (:func:`fisherbook.curvature.ekfac`). The refresh counts as one factor update for the
+        moving averages that follow; the step counter does not move. Use it to start training from
+        factors of a large sample, or to re-estimate them now and then from a loader.
+
+        Raises
+        ------
+        ArgumentTypeError, ShapeError, UnsupportedError
+            As :func:`fisherbook.curvature.fisher` for ``data`` and the model.
+        """
+        from ..curvature import ekfac, fisher
+
+        if not self.layers:
+            return
+        view = _LayerView(_unwrap(self.model), [m for _, m in self.layers], (None,), 0)
+        kind = "mc" if self._hp("fisher_type") == "mc" else "empirical"
+        kw = dict(likelihood=self._hp("likelihood"), kind=kind, n_samples=self._hp("n_samples"),
+                  sigma=self._hp("sigma"), generator=self.generator, progress=progress)
+        self._suspended = True
+        try:
+            if self._hp("eigenvalue_corrected"):
+                curv: Any = ekfac(view, data, **kw)
+                factors = curv.factors
+            else:
+                curv = fisher(view, data, representation="kfac", **kw)
+                factors = curv.factors
+        finally:
+            self._suspended = False
+        for k, ((_, m), (a, g)) in enumerate(zip(self.layers, factors)):
+            st = self.state[m.weight]
+            st["A"], st["G"] = a.clone(), g.clone()
+            self._eigen_layer(m)
+            if self._hp("eigenvalue_corrected"):
+                st["S"], st["S_count"] = curv.scalings[k].clone(), 1
+        self._counters["factor_updates"] += 1
+
     def factors(self) -> list[tuple[Tensor, Tensor]]:
         r"""The running ``(A, G)`` pair of every preconditioned layer (``A`` includes the bias row).
 
