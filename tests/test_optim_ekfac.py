@@ -203,3 +203,16 @@ def test_refresh_with_eigenvalue_correction_sets_the_engines_scalings():
         torch.testing.assert_close(opt.state[m.weight]["S"], s)
     with pytest.raises(ArgumentTypeError, match="inputs"):
         opt.refresh("not data")
+
+
+def test_eigenvalue_corrected_is_a_model_wide_default():
+    from fisherbook.errors import InvalidArgumentError
+
+    model = CNN(8)
+    opt = KFAC(model, params=[{"params": model.conv.parameters()}], eigenvalue_corrected=True)
+    assert opt.defaults["eigenvalue_corrected"] is True and opt.param_groups[0]["eigenvalue_corrected"] is True
+    opt.add_param_group({"params": model.head.parameters()})  # inherits the default
+    assert [n for n, _ in opt.layers] == ["conv", "head"]
+    with pytest.raises(InvalidArgumentError, match="eigenvalue_corrected"):
+        opt.add_param_group({"params": model.conv2.parameters(), "eigenvalue_corrected": False})
+    opt.remove_hooks()
