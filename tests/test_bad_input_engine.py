@@ -78,6 +78,22 @@ CASES = {
     "free_energy": [(lambda: singular.free_energy(torch.ones(3), torch.zeros(2)), ValueError, "")],
     "wbic": [(lambda: singular.wbic(torch.ones(3), torch.zeros(3), n=0), ValueError, "n")],
     "rlct_estimate": [(lambda: singular.rlct_estimate(torch.ones(3), torch.zeros(3), 1.0, 1.0), ValueError, "beta")],
+    # EKFAC (chapter 5)
+    "ekfac": [
+        (lambda: fb.curvature.ekfac(nn.Sequential(nn.Linear(3, 2), nn.LayerNorm(2)).to(D), X), ValueError, "ekfac"),
+        (lambda: fb.curvature.ekfac(_model(), X, kind="exact"), ValueError, "kind"),
+        (lambda: fb.curvature.ekfac(_model(), NAN), ValueError, "finite"),
+        (lambda: fb.curvature.ekfac(_model(), X, bases=[(A, A)]), ValueError, "bases"),
+        (lambda: fb.curvature.ekfac(_model(), X, progress="yes"), TypeError, "progress"),
+    ],
+    "kfac_statistics": [
+        (lambda: fb.curvature.kfac_statistics(_model(), [X]), TypeError, "inputs"),
+        (lambda: fb.curvature.kfac_statistics(_model(), X, n_samples=0), ValueError, "n_samples"),
+    ],
+    "Shampoo": [
+        (lambda: fb.optim.Shampoo(_model().parameters(), lr=-1.0), ValueError, "lr"),
+        (lambda: fb.optim.Shampoo(_model().parameters(), beta2=2.0), ValueError, "beta2"),
+    ],
 }
 
 # classes (constructed by the engine, or plain result containers) and data: no argument checks to test here
@@ -93,6 +109,7 @@ def _public_callables() -> list[str]:
                           (spectrum, spectrum.__all__), (singular, singular.__all__)]:
         names += [n for n in exported if callable(getattr(mod, n))]
     names += ["per_example_grads", "check_model", "fisher"]
+    names += ["ekfac", "kfac_statistics"]
     return sorted(set(names) - EXEMPT)
 
 

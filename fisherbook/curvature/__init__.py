@@ -35,6 +35,7 @@ from . import distributed, spectrum  # noqa: F401
 from .api import REPRESENTATIONS, fisher
 from .checks import check_model
 from .distributed import reduce_fisher  # noqa: F401
+from .eigencorrection import EKFAC, ekfac, kfac_statistics
 from .likelihoods import KINDS, LIKELIHOODS, Bernoulli, Categorical, Gaussian, Likelihood
 from .operators import Inverse, Scaled, Sum
 from .per_example import UnstructuredError, per_example_grads
@@ -77,4 +78,7 @@ __all__ = [
     "KINDS",
     "LIKELIHOODS",
     "REPRESENTATIONS",
+    "EKFAC",
+    "ekfac",
+    "kfac_statistics",
 ]

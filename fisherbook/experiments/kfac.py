@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from ..optim.kfac import KFAC
 
 __all__ = ["mlp", "KroneckerComparison", "kronecker_comparison", "TrainHistory", "train_full_batch",
+           "DigitsCNN", "MinibatchHistory", "train_minibatch",
            "make_optimizer", "iterations_to", "kfac_phase_timer", "KFAC_PHASES"]
 
 _ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "sigmoid": nn.Sigmoid}
@@ -337,3 +338,100 @@ def iterations_to(history: TrainHistory, target: float) -> int | None:
         if v <= target:
             return k
     return None
+
+
+class DigitsCNN(nn.Module):
+    r"""The small CNN of Chapter 5's mini-batch experiment, on 8×8 digits ``(N, 1, 8, 8)``.
+
+    Conv2d 1→8 (3×3, padding 1), tanh, Conv2d 8→8 (3×3, stride 2), tanh, Linear 72→10; weights
+    :math:`\mathcal N(0, 1/\text{fan-in})` and zero biases from a private generator seeded with ``seed``.
+
+    Examples
+    --------
+    >>> net = DigitsCNN(0)
+    >>> net(torch.zeros(2, 1, 8, 8)).shape, sum(p.numel() for p in net.parameters())
+    (torch.Size([2, 10]), 1394)
+    """
+
+    def __init__(self, seed: int = 0, channels: int = 8) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.conv1 = nn.Conv2d(1, channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, stride=2)
+        self.head = nn.Linear(channels * 9, 10)
+        with torch.no_grad():
+            for m in (self.conv1, self.conv2, self.head):
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) / math.sqrt(m.weight[0].numel()))
+                nn.init.zeros_(m.bias)  # type: ignore[arg-type]  # the three layers have biases
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = torch.tanh(self.conv1(x))
+        h = torch.tanh(self.conv2(h))
+        return self.head(h.flatten(1))
+
+
+@dataclass
+class MinibatchHistory:
+    """A mini-batch run: ``steps[k]`` iterations done when the full-data loss ``losses[k]`` was
+    evaluated, ``times[k]`` the training seconds by then (evaluations not counted); ``reached`` is
+    the first evaluated iteration at or below the target (``None`` if the budget ran out)."""
+
+    name: str
+    steps: list[int] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+    reached: int | None = None
+    seconds_to_target: float | None = None
+
+
+def train_minibatch(model: nn.Module, inputs: Tensor, targets: Tensor, optimizer: torch.optim.Optimizer,
+                    max_steps: int, batch_size: int, target: float, seed: int = 0, eval_every: int = 10,
+                    name: str = "", diverged: float = 2.0) -> MinibatchHistory:
+    r"""Mini-batch cross-entropy training until the full-data loss reaches ``target``.
+
+    Every epoch visits the examples in a new random order (a generator seeded with ``seed``); every
+    ``eval_every`` iterations the mean cross-entropy over all of ``inputs`` is evaluated (not timed).
+    The run stops at the first evaluation at or below ``target``, at ``max_steps``, or when the
+    loss is non-finite or above ``diverged`` times its initial value (a failed run).
+
+    Examples
+    --------
+    >>> net = mlp((4, 3), dtype=torch.float64)
+    >>> X, y = torch.randn(64, 4, dtype=torch.float64), torch.randint(0, 3, (64,))
+    >>> h = train_minibatch(net, X, y, torch.optim.SGD(net.parameters(), lr=0.5), 100, 16, target=0.0)
+    >>> h.steps[:3], h.reached
+    ([0, 10, 20], None)
+    """
+    hist = MinibatchHistory(name)
+    gen = torch.Generator().manual_seed(seed)
+    n = inputs.shape[0]
+    order = torch.randperm(n, generator=gen)
+    pos, elapsed = 0, 0.0
+
+    def evaluate(k: int) -> bool:
+        with torch.no_grad():
+            value = float(nn.functional.cross_entropy(model(inputs), targets))
+        hist.steps.append(k)
+        hist.losses.append(value)
+        hist.times.append(elapsed)
+        if value <= target and hist.reached is None:
+            hist.reached, hist.seconds_to_target = k, elapsed
+            return True
+        return not math.isfinite(value) or value > diverged * hist.losses[0]
+
+    if evaluate(0):
+        return hist
+    for k in range(1, max_steps + 1):
+        if pos + batch_size > n:
+            order, pos = torch.randperm(n, generator=gen), 0
+        idx = order[pos:pos + batch_size]
+        pos += batch_size
+        t0 = time.perf_counter()
+        optimizer.zero_grad()
+        loss = nn.functional.cross_entropy(model(inputs[idx]), targets[idx])
+        loss.backward()
+        optimizer.step()
+        elapsed += time.perf_counter() - t0
+        if k % eval_every == 0 and evaluate(k):
+            break
+    return hist

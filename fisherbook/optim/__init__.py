@@ -7,5 +7,6 @@ Both follow the :class:`torch.optim.Optimizer` protocol (``param_groups``, ``ste
 from ..linalg import CGResult, conjugate_gradient
 from .kfac import KFAC
 from .natural_gradient import NaturalGradient, natural_gradient_path
+from .shampoo import Shampoo
 
-__all__ = ["CGResult", "KFAC", "NaturalGradient", "conjugate_gradient", "natural_gradient_path"]
+__all__ = ["CGResult", "KFAC", "NaturalGradient", "conjugate_gradient", "natural_gradient_path", "Shampoo"]

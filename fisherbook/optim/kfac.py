@@ -51,7 +51,7 @@ _PER_GROUP = ("lr", "damping", "factor_decay", "momentum", "weight_decay", "fact
 #: hyper-parameters of the whole model (the schedules, the likelihood, the KL bound): every group
 #: carries the same value, that of the first group
 _MODEL_WIDE = ("kl_clip", "factor_every", "inverse_every", "adapt_every", "n_samples", "likelihood", "fisher_type",
-               "sigma", "adapt_damping", "min_damping", "max_damping", "factor_subset")
+               "sigma", "adapt_damping", "min_damping", "max_damping", "factor_subset", "eigenvalue_corrected")
 
 
 _Layer = nn.Linear | nn.Conv2d
@@ -95,6 +95,13 @@ def _check_group(group: dict[str, Any]) -> None:
     check_option(group["fisher_type"], "fisher_type", _FISHER_TYPES)
     group["sigma"] = check_real(group["sigma"], "sigma", low=0.0, open_low=True)
     group["adapt_damping"] = bool(group["adapt_damping"])
+    if not isinstance(group["eigenvalue_corrected"], bool):
+        raise ArgumentTypeError("eigenvalue_corrected must be True or False, got "
+                                f"{type(group['eigenvalue_corrected']).__name__}")
+    if group["eigenvalue_corrected"] and group["fisher_type"] != "mc":
+        raise UnsupportedError("eigenvalue_corrected=True (EKFAC) projects per-example gradients of sampled targets "
+                               "on the eigenbasis: it needs fisher_type='mc', got "
+                               f"fisher_type={group['fisher_type']!r}")
     lo = group["min_damping"] = check_real(group["min_damping"], "min_damping", low=0.0, open_low=True)
     hi = group["max_damping"] = check_real(group["max_damping"], "max_damping", low=0.0, open_low=True)
     if lo > hi:
@@ -217,6 +224,17 @@ class KFAC(torch.optim.Optimizer):
     :math:`\omega = (19/20)^{T}` with :math:`T` = ``adapt_every`` (the Levenberg–Marquardt rule of
     Martens & Grosse §6.5).
 
+    **Eigenvalue correction.** With ``eigenvalue_corrected=True`` (EKFAC, George et al. 2018) the
+    eigenbases :math:`Q_A, Q_G` are refreshed as above, every ``inverse_every`` steps, and every
+    statistics step also projects the batch's per-example pseudo-gradients :math:`g_{nc}` (same
+    forward pass and sampled targets, :func:`fisherbook.curvature.kfac_statistics`) on the current
+    basis: :math:`\hat S = \frac1N \sum_{n,c} (Q_G^\top g_{nc} Q_A)^2`, folded into a running
+    :math:`S` with the factors' decay rule, restarted at each refresh (until the first batch in a
+    new basis, :math:`S = \lambda_G \lambda_A^\top`, K-FAC's eigenvalues). The preconditioned
+    gradient is :math:`U = Q_G [(Q_G^\top V Q_A) / (S + \lambda + \eta)] Q_A^\top` (Tikhonov damping
+    added to the scalings; ``factored_damping`` is ignored), and the damping adaptation's quadratic
+    model uses the same matrix.
+
     **Param groups.** By default all trainable parameters of ``model`` form one group. ``params``
     (or :meth:`add_param_group` later) gives several, as for any torch optimiser; ``lr``,
     ``damping``, ``factor_decay``, ``momentum``, ``weight_decay`` and ``factored_damping`` are then
@@ -277,6 +295,10 @@ class KFAC(torch.optim.Optimizer):
         Noise scale :math:`\sigma > 0` of the Gaussian likelihood.
     factored_damping : bool
         Factored Tikhonov damping with :math:`\pi` (default) or the exact damped Kronecker inverse.
+    eigenvalue_corrected : bool
+        EKFAC (George et al. 2018; ``fisher_type="mc"`` only, not distributed): keep K-FAC's
+        eigenbases but precondition with the running second moments :math:`S` of the projected
+        per-example gradients (see *Eigenvalue correction* above) instead of the eigenvalue products.
     adapt_damping : bool
         Levenberg–Marquardt adaptation of ``damping`` (needs a closure in ``step``).
     adapt_every : int
@@ -354,6 +376,7 @@ class KFAC(torch.optim.Optimizer):
         fisher_type: str = "mc",
         n_samples: int = 1,
         factor_subset: int | None = None,
+        eigenvalue_corrected: bool = False,
         sigma: float = 1.0,
         factored_damping: bool = True,
         adapt_damping: bool = False,
@@ -376,7 +399,7 @@ class KFAC(torch.optim.Optimizer):
                         factor_every=factor_every, inverse_every=inverse_every, adapt_every=adapt_every,
                         n_samples=n_samples, likelihood=likelihood, fisher_type=fisher_type, sigma=sigma,
                         adapt_damping=adapt_damping, min_damping=min_damping, max_damping=max_damping,
-                        factor_subset=factor_subset)
+                        factor_subset=factor_subset, eigenvalue_corrected=eigenvalue_corrected)
         _check_group(dict(defaults))  # name a bad constructor argument before torch's own checks
         check_option(inverse_placement, "inverse_placement", _PLACEMENTS)
         if distributed is not None and not isinstance(distributed, bool):
@@ -404,6 +427,9 @@ class KFAC(torch.optim.Optimizer):
         super().__init__(params, defaults)
         self._ready = True
         self._discover(stacklevel=3)
+        if self.distributed and eigenvalue_corrected:
+            raise UnsupportedError("eigenvalue_corrected=True (EKFAC) is not implemented for distributed training; "
+                                   "use the K-FAC factors (eigenvalue_corrected=False)")
         if self.distributed:
             from ..curvature.distributed import check_process_group, check_same_parameters
 
@@ -498,6 +524,51 @@ class KFAC(torch.optim.Optimizer):
     def factor_updates(self) -> int:
         """Number of factor statistics folded into the running averages."""
         return int(self._counters["factor_updates"])
+
+    def refresh(self, data: Any, *, progress: bool = False) -> None:
+        r"""Set the running factors to their exact mean over all examples of ``data``, then the inverses.
+
+        ``data`` is what :func:`fisherbook.curvature.fisher` accepts: a tensor of inputs, a
+        ``DataLoader`` or any iterable of batches (``(inputs, targets)`` pairs for
+        ``fisher_type="empirical"``); the statistics stream batch by batch (memory for one batch),
+        each batch weighted by its size. With ``fisher_type="mc"`` the targets are sampled with the
+        optimiser's ``generator`` (``kind="mc"``, ``n_samples`` per example); with ``"empirical"``
+        the batches' targets are used (``kind="empirical"``, the gradients of the log-likelihood,
+        not of a mean loss). With ``eigenvalue_corrected`` the scalings are recomputed too
+        (:func:`fisherbook.curvature.ekfac`). The refresh counts as one factor update for the
+        moving averages that follow; the step counter does not move. Use it to start training from
+        factors of a large sample, or to re-estimate them now and then from a loader.
+
+        Raises
+        ------
+        ArgumentTypeError, ShapeError, UnsupportedError
+            As :func:`fisherbook.curvature.fisher` for ``data`` and the model.
+        """
+        from ..curvature import ekfac, fisher
+
+        if not self.layers:
+            return
+        view = _LayerView(_unwrap(self.model), [m for _, m in self.layers], (None,), 0)
+        kind = "mc" if self._hp("fisher_type") == "mc" else "empirical"
+        kw = dict(likelihood=self._hp("likelihood"), kind=kind, n_samples=self._hp("n_samples"),
+                  sigma=self._hp("sigma"), generator=self.generator, progress=progress)
+        self._suspended = True
+        try:
+            if self._hp("eigenvalue_corrected"):
+                curv: Any = ekfac(view, data, **kw)
+                factors = curv.factors
+            else:
+                curv = fisher(view, data, representation="kfac", **kw)
+                factors = curv.factors
+        finally:
+            self._suspended = False
+        for k, ((_, m), (a, g)) in enumerate(zip(self.layers, factors)):
+            st = self.state[m.weight]
+            st["A"], st["G"] = a.clone(), g.clone()
+            self._eigen_layer(m)
+            if self._hp("eigenvalue_corrected"):
+                st["S"], st["S_count"] = curv.scalings[k].clone(), 1
+        self._counters["factor_updates"] += 1
 
     def factors(self) -> list[tuple[Tensor, Tensor]]:
         r"""The running ``(A, G)`` pair of every preconditioned layer (``A`` includes the bias row).
@@ -614,10 +685,20 @@ class KFAC(torch.optim.Optimizer):
             args = tuple(x[rows] if isinstance(x, Tensor) and x.dim() > 0 and x.shape[0] == n else x for x in args)
         view = _LayerView(_unwrap(self.model), [m for _, m in self.layers], args, pos)
         self._suspended = True
+        scalings = None
         try:
-            curvature = fisher(view, args[pos], likelihood=self._hp("likelihood"), kind="mc",
-                               representation="kfac", n_samples=self._hp("n_samples"), sigma=self._hp("sigma"),
-                               generator=self.generator)
+            if self._hp("eigenvalue_corrected"):
+                from ..curvature import kfac_statistics
+
+                states = [self.state[m.weight] for _, m in self.layers]
+                bases = [(st["QA"], st["QG"]) for st in states] if all("QA" in st for st in states) else None
+                factors, scalings = kfac_statistics(view, args[pos], likelihood=self._hp("likelihood"), kind="mc",
+                                                    n_samples=self._hp("n_samples"), sigma=self._hp("sigma"),
+                                                    generator=self.generator, bases=bases)
+            else:
+                factors = fisher(view, args[pos], likelihood=self._hp("likelihood"), kind="mc",
+                                 representation="kfac", n_samples=self._hp("n_samples"), sigma=self._hp("sigma"),
+                                 generator=self.generator).factors  # type: ignore[attr-defined]
         except ValueError as err:
             if isinstance(err, NonFiniteError):
                 raise NonFiniteError(f"KFAC's sampled-target factor statistics are not finite: {err}") from err
@@ -630,8 +711,10 @@ class KFAC(torch.optim.Optimizer):
                 f"layers applied to more dimensions (rows = all leading dimensions). The engine said: {err}") from err
         finally:
             self._suspended = False
-        for (_, m), (a_hat, g_hat) in zip(self.layers, curvature.factors):  # type: ignore[attr-defined]
+        for k, ((_, m), (a_hat, g_hat)) in enumerate(zip(self.layers, factors)):
             self._fold(m, a_hat, g_hat, int(args[pos].shape[0]))
+            if scalings is not None:
+                self._fold_scalings(m, scalings[k])
         self._pending.clear()
         self._finish_collection()
 
@@ -680,6 +763,17 @@ class KFAC(torch.optim.Optimizer):
         else:
             st["A"].mul_(eps).add_(a_hat, alpha=1 - eps)
             st["G"].mul_(eps).add_(g_hat, alpha=1 - eps)
+
+    def _fold_scalings(self, module: _Layer, s_hat: Tensor) -> None:
+        """EKFAC: fold one batch's second moments in the current eigenbasis (restarted at each refresh)."""
+        st = self.state[module.weight]
+        if not bool(torch.isfinite(s_hat).all()):
+            raise NonFiniteError("the EKFAC scalings are not finite: the model's inputs or outputs hold NaN or "
+                                 "infinite values")
+        k = int(st.get("S_count", 0)) + 1
+        st["S_count"] = k
+        eps = min(1.0 - 1.0 / k, self._group(module)["factor_decay"])
+        st["S"].mul_(eps).add_(s_hat, alpha=1 - eps)
 
     def _finish_collection(self) -> None:
         self._counters["factor_updates"] += 1
@@ -734,6 +828,9 @@ class KFAC(torch.optim.Optimizer):
         ea, qa = torch.linalg.eigh(st["A"])
         eg, qg = torch.linalg.eigh(st["G"])
         st["eA"], st["QA"], st["eG"], st["QG"] = ea.clamp_min(0), qa, eg.clamp_min(0), qg
+        if self._hp("eigenvalue_corrected"):  # K-FAC's eigenvalues until a batch is projected on the new basis
+            st["S"] = torch.outer(st["eG"], st["eA"])
+            st["S_count"] = 0
         ta = float(st["A"].trace()) / st["A"].shape[0]
         tg = float(st["G"].trace()) / st["G"].shape[0]
         st["pi"] = torch.tensor(math.sqrt(ta / tg) if ta > 0 and tg > 0 else 1.0)
@@ -753,7 +850,9 @@ class KFAC(torch.optim.Optimizer):
         st = self.state[m.weight]
         qa, qg, ea, eg = st["QA"], st["QG"], st["eA"], st["eG"]
         damping, weight_decay = group["damping"], group["weight_decay"]
-        if group["factored_damping"]:
+        if "S" in st and self._hp("eigenvalue_corrected"):
+            denom = st["S"] + (damping + weight_decay)
+        elif group["factored_damping"]:
             pi = float(st["pi"])
             gamma = math.sqrt(damping + weight_decay)
             denom = (eg + gamma / pi).unsqueeze(1) * (ea + pi * gamma).unsqueeze(0)
@@ -857,7 +956,10 @@ class KFAC(torch.optim.Optimizer):
             d = delta[m.weight].reshape(m.weight.shape[0], -1)
             if m.bias is not None:
                 d = torch.cat([d, delta[m.bias].unsqueeze(1)], dim=1)
-            quad += float((d * (st["G"] @ d @ st["A"])).sum())
+            if "S" in st and self._hp("eigenvalue_corrected"):
+                quad += float((st["S"] * (st["QG"].T @ d @ st["QA"]).square()).sum())
+            else:
+                quad += float((d * (st["G"] @ d @ st["A"])).sum())
         return lin + 0.5 * quad
 
     @torch.no_grad()
