@@ -8,7 +8,12 @@ r"""Fisher information of probability families, and the inference built on it (c
 - :mod:`~fisherbook.stats.mle`: maximum likelihood and the sandwich covariance;
 - :mod:`~fisherbook.stats.likelihood_intervals`: Wald, score and likelihood-ratio intervals
   (``fisherbook.stats.inference`` re-exports these four for compatibility);
-- :mod:`~fisherbook.stats.intervals`: exact coverage of Binomial and Poisson intervals.
+- :mod:`~fisherbook.stats.intervals`: exact coverage of Binomial and Poisson intervals;
+- :mod:`~fisherbook.stats.likelihood_tests`: Wald, score and likelihood-ratio tests, Bartlett factors,
+  chi-bar-squared tails;
+- :mod:`~fisherbook.stats.asymptotics`: delta method, variance-stabilising intervals, Le Cam's one-step estimator;
+- :mod:`~fisherbook.stats.profile`: profile likelihood and its interval, the Cox–Reid adjustment, REML;
+- :mod:`~fisherbook.stats.criteria`: AIC and Takeuchi's TIC.
 
 Every name is re-exported at the top level (``fb.fisher_information``).
 """
@@ -16,7 +21,9 @@ Every name is re-exported at the top level (``fb.fisher_information``).
 from __future__ import annotations
 
 from . import inference as inference  # compatibility: fb.stats.inference.mle etc. keep working
+from .asymptotics import STABILISED_FAMILIES, delta_method, one_step, stabilised_interval
 from .bounds import crlb, van_trees
+from .criteria import aic, tic, tic_penalty
 from .estimators import (
     FisherEstimate,
     conditional_fisher,
@@ -31,7 +38,17 @@ from .estimators import (
 from .families import CLOSED_FORMS, ClosedForm, closed_form_fisher
 from .intervals import binomial_interval, exact_coverage, poisson_interval
 from .likelihood_intervals import lr_interval, score_interval, wald_interval
+from .likelihood_tests import (
+    BARTLETT_MODELS,
+    LikelihoodTests,
+    bartlett_factor,
+    bartlett_factor_mc,
+    chibar2_sf,
+    likelihood_tests,
+    lr_statistic,
+)
 from .mle import MLEResult, mle, sandwich_covariance
+from .profile import profile_interval, profile_loglik, reml_variance
 from .simulation import CoverageEstimate, EstimatorSummary, coverage, sample, simulate_estimator
 
 __all__ = [
@@ -41,4 +58,7 @@ __all__ = [
     "CoverageEstimate", "EstimatorSummary", "MLEResult", "coverage", "crlb", "lr_interval", "mle", "sample",
     "sandwich_covariance", "score_interval", "simulate_estimator", "van_trees", "wald_interval",
     "binomial_interval", "exact_coverage", "poisson_interval",
+    "BARTLETT_MODELS", "LikelihoodTests", "bartlett_factor", "bartlett_factor_mc", "chibar2_sf", "likelihood_tests",
+    "lr_statistic", "STABILISED_FAMILIES", "delta_method", "one_step", "stabilised_interval",
+    "profile_interval", "profile_loglik", "reml_variance", "aic", "tic", "tic_penalty",
 ]
