@@ -168,6 +168,10 @@ def likelihood_tests(
     ------
     InvalidArgumentError
         If ``null`` is empty or names a parameter not in ``init``.
+    NotPositiveDefiniteError
+        With ``information="observed"``, if :math:`J(\tilde\theta)` is not positive definite (the
+        observed information at the null can be indefinite far from the MLE; use the expected
+        information, or :func:`lr_statistic` alone).
 
     Examples
     --------
