@@ -649,3 +649,70 @@ def test_every_new_geometry_name_has_a_bad_input_case():
              | {"e_projection", "canonical_divergence"})
     missing = names - {c[0] for c in GEOMETRY_CASES}
     assert not missing, f"public names without a bad-input case: {sorted(missing)}"
+
+
+# ----------------------------------------------------------------------------- chapter 3 (issue 18): tests,
+# asymptotics, profile likelihood, criteria
+
+_X3 = t([0.5, 1.0, 1.5, 3.0])
+
+
+CHAPTER3_CASES = [
+    (lambda: fb.likelihood_tests(Exponential, _X3, {}, {"rate": 1.0}), InvalidArgumentError, "null"),
+    (lambda: fb.likelihood_tests(Exponential, _X3, {"scale": 1.0}, {"rate": 1.0}), InvalidArgumentError, "not estimated"),
+    (lambda: fb.likelihood_tests(Exponential, _X3, {"rate": -1.0}, {"rate": 1.0}), InvalidArgumentError, "constraint"),
+    (lambda: fb.likelihood_tests(Exponential, _X3, {"rate": math.nan}, {"rate": 1.0}), InvalidArgumentError, "finite"),
+    (lambda: fb.likelihood_tests(Exponential, _X3, {"rate": 1.0}, {"rate": 1.0}, information="fisher"),
+     InvalidArgumentError, "information"),
+    (lambda: fb.likelihood_tests(lambda rate: Exponential(rate), _X3, {"rate": 1.0}, {"rate": 1.0},
+                                 constraints={"rate": torch.distributions.constraints.positive}),
+     InvalidArgumentError, "expected"),
+    (lambda: fb.likelihood_tests(Exponential, _X3, {"rate": 1.0}, {"rate": 1.0}).pvalue("t"), InvalidArgumentError, "statistic"),
+    (lambda: fb.likelihood_tests(Exponential, _X3, {"rate": 1.0}, {"rate": 1.0}).pvalue(bartlett=0.0),
+     InvalidArgumentError, "positive"),
+    (lambda: fb.lr_statistic(Exponential, _X3, {"rate": 1.0}, {}), InvalidArgumentError, "init"),
+    (lambda: fb.bartlett_factor("poisson-rate", 10), InvalidArgumentError, "model"),
+    (lambda: fb.bartlett_factor("exponential-rate", 0), InvalidArgumentError, "n"),
+    (lambda: fb.bartlett_factor("exponential-rate", 2.5), TypeError, "n"),
+    (lambda: fb.bartlett_factor_mc(Exponential, {"rate": 1.0}, 5, reps=1, generator=torch.Generator()),
+     InvalidArgumentError, "reps"),
+    (lambda: fb.bartlett_factor_mc(Exponential, {"rate": 1.0}, 5, reps=10, generator=0), TypeError, "generator"),
+    (lambda: fb.bartlett_factor_mc(Exponential, {"rate": 1.0}, 5, reps=10, generator=torch.Generator(), null=["x"]),
+     InvalidArgumentError, "null"),
+    (lambda: fb.chibar2_sf(-1.0, (0.5, 0.5)), InvalidArgumentError, "non-negative"),
+    (lambda: fb.chibar2_sf(1.0, (0.5, 0.6)), InvalidArgumentError, "summing to 1"),
+    (lambda: fb.chibar2_sf(1.0, (1.0,)), InvalidArgumentError, "at least two"),
+    (lambda: fb.delta_method(torch.log, t([1.0, 2.0]), t([[1.0]])), ShapeError, "covariance"),
+    (lambda: fb.delta_method(3.0, t([1.0]), t([[1.0]])), TypeError, "fn"),
+    (lambda: fb.delta_method(torch.sqrt, t([0.0]), t([[1.0]])), InvalidArgumentError, "differentiable"),
+    (lambda: fb.stabilised_interval("gamma", _X3), InvalidArgumentError, "family"),
+    (lambda: fb.stabilised_interval("poisson", t([1.5, 2.0])), InvalidArgumentError, "counts"),
+    (lambda: fb.stabilised_interval("bernoulli", t([0.0, 2.0])), InvalidArgumentError, "0/1"),
+    (lambda: fb.stabilised_interval("exponential", t([0.0, 2.0])), InvalidArgumentError, "positive"),
+    (lambda: fb.stabilised_interval("exponential", t(2.0)), ShapeError, "x"),
+    (lambda: fb.stabilised_interval("exponential", _X3, level=1.0), InvalidArgumentError, "level"),
+    (lambda: fb.one_step(Exponential, _X3, {"rate": 1.0}, method="bfgs"), InvalidArgumentError, "method"),
+    (lambda: fb.one_step(Exponential, _X3, {"rate": 1.0}, steps=0), InvalidArgumentError, "steps"),
+    (lambda: fb.one_step(Exponential, _X3, {}), InvalidArgumentError, "init"),
+    (lambda: fb.one_step(Exponential, _X3, {"rate": -1.0}), InvalidArgumentError, "non-finite"),
+    (lambda: fb.one_step(lambda loc: Normal(loc, 1.0), _X3, {"loc": 0.0}, method="scoring"), InvalidArgumentError, "class"),
+    (lambda: fb.profile_loglik(Normal, _X3, "loc", [0.0], {"loc": 0.0}), InvalidArgumentError, "nuisance"),
+    (lambda: fb.profile_loglik(Normal, _X3, "rate", [0.0], {"loc": 0.0, "scale": 1.0}), InvalidArgumentError, "init"),
+    (lambda: fb.profile_loglik(Normal, _X3, "loc", [[0.0]], {"loc": 0.0, "scale": 1.0}), ShapeError, "values"),
+    (lambda: fb.profile_interval(Normal, _X3, "loc", {"loc": 0.0, "scale": 1.0}, level=0.0), InvalidArgumentError, "level"),
+    (lambda: fb.reml_variance(t([1.0, 2.0])), ShapeError, "groups"),
+    (lambda: fb.reml_variance(t([[1.0], [2.0]])), ShapeError, "k >= 2"),
+    (lambda: fb.reml_variance(t([[1.0, math.inf]])), InvalidArgumentError, "finite"),
+    (lambda: fb.aic("fit"), TypeError, "MLEResult"),
+    (lambda: fb.tic(None), TypeError, "MLEResult"),
+    (lambda: fb.tic_penalty(3), TypeError, "MLEResult"),
+]
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    CHAPTER3_CASES,
+)
+def test_chapter3_inference_bad_input(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
