@@ -57,6 +57,8 @@ from .geometry import (
     log_map,
     log_partition,
     m_projection,
+    mirror_descent,
+    natural_gradient_descent,
     natural_parameters,
     pullback_metric,
 )
@@ -166,4 +168,6 @@ __all__ = [
     "bregman_divergence",
     "kl_bregman",
     "m_projection",
+    "mirror_descent",
+    "natural_gradient_descent",
 ]

@@ -163,6 +163,10 @@ CASES = [
     ("jeffreys_prior", lambda: geometry.jeffreys_prior(Normal(t(0.0), t(1.0))), InvalidArgumentError, ["improper"]),
     ("jeffreys_prior", lambda: geometry.jeffreys_prior(StudentT(t(3.0))), ArgumentTypeError, ["Jeffreys"]),
     ("kl_quadratic", lambda: geometry.kl_quadratic(Normal(t(0.0), t(1.0)), t([1.0])), ShapeError, ["delta", "last dimension"]),
+    ("mirror_descent", lambda: geometry.mirror_descent(Poisson, lambda e: e.sum(), t([1.0]), lr=-1.0, n_steps=1), InvalidArgumentError, ["lr"]),
+    ("mirror_descent", lambda: geometry.mirror_descent(Poisson, lambda e: e.sum(), t([[1.0]]), lr=0.1, n_steps=1), ShapeError, ["eta0", "1-D"]),
+    ("natural_gradient_descent", lambda: geometry.natural_gradient_descent(Poisson, None, t([0.0]), lr=0.1, n_steps=1), ArgumentTypeError, ["loss"]),
+    ("natural_gradient_descent", lambda: geometry.natural_gradient_descent(Exponential, lambda e: -10 * e.sum(), t([-1.0]), lr=1.0, n_steps=1), OffManifoldError, ["natural parameter space"]),
 ]
 
 #: Public names that are data, not functions: nothing to validate. Checked to be data below.
