@@ -171,3 +171,23 @@ def test_lm_bad_input_is_named():
     (w**2).sum().backward()
     with pytest.raises(InvalidArgumentError, match="closure"):
         opt.step()
+
+
+def test_lm_step_that_raises_the_loss_is_undone():
+    # a curvature 100 times too small: the first step overshoots far, rho < 0, the step is undone
+    A, w_star = quadratic_problem()
+    w = torch.zeros(5, dtype=DT, requires_grad=True)
+    opt = NaturalGradient([w], lr=1.0, damping=1e-3, curvature_fn=lambda: 0.01 * A, adapt_damping=True, lm_factor=10.0)
+
+    def closure():
+        opt.zero_grad()
+        loss = 0.5 * (w - w_star) @ A @ (w - w_star)
+        loss.backward()
+        return loss
+    losses = [float(opt.step(closure))]
+    assert opt.state[w]["rho"] < 0 and not opt.state[w]["accepted"]
+    assert torch.equal(w.detach(), torch.zeros(5, dtype=DT))  # back where it was
+    for _ in range(8):
+        losses.append(float(opt.step(closure)))
+    assert all(b <= a for a, b in zip(losses, losses[1:]))  # rejected steps never raise the loss
+    assert losses[-1] < 0.5 * losses[0] and opt.param_groups[0]["damping"] > 1e-3

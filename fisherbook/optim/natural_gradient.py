@@ -217,8 +217,10 @@ class NaturalGradient(torch.optim.Optimizer):
         :math:`\rho = (L(\theta + \Delta) - L(\theta)) / q(\Delta)`, with the quadratic model
         :math:`q(\Delta) = g^\top \Delta + \tfrac12 \Delta^\top F \Delta`, rescales every group's
         damping: divided by ``lm_factor`` when :math:`\rho > 3/4` (the model is trusted), multiplied
-        by it when :math:`\rho < 1/4`. Needs ``damping > 0`` and a closure at every step; the
-        step is taken either way (no rejection), and ``state`` records ``rho`` and ``loss_after``.
+        by it when :math:`\rho < 1/4`; a step with :math:`\rho \le 0` (the loss rose, or became
+        non-finite) is undone, as in a trust-region method. Needs ``damping > 0`` and a closure at
+        every step; ``state`` records ``rho``, ``accepted`` and ``loss_after`` (the loss at the
+        trial point).
     lm_factor : float
         The factor :math:`\omega > 1` of the rule (default 3/2).
     distributed : bool, optional
@@ -687,12 +689,13 @@ class NaturalGradient(torch.optim.Optimizer):
         for p, d in zip(active, torch.split(delta, [p.numel() for p in active])):
             p.add_(d.view_as(p))
         state["step"] = step + 1
-        if adapt:
-            self._levenberg_marquardt(closure, loss, g, delta, curvature, state)
+        if adapt and not self._levenberg_marquardt(closure, loss, g, delta, curvature, state):
+            for p, d in zip(active, torch.split(delta, [p.numel() for p in active])):
+                p.sub_(d.view_as(p))  # a step that raised the loss is undone (the trust region shrinks)
         return loss
 
     def _levenberg_marquardt(self, closure: Any, loss: Any, g: Tensor, delta: Tensor, curvature: Any,
-                             state: dict[str, Any]) -> None:
+                             state: dict[str, Any]) -> bool:
         r"""The reduction-ratio rule: compare the loss change with the quadratic model's prediction
         :math:`q(\Delta) = g^\top\Delta + \frac12\Delta^\top F\Delta` and rescale every group's damping."""
         if not isinstance(loss, Tensor | float | int):
@@ -705,8 +708,9 @@ class NaturalGradient(torch.optim.Optimizer):
         state["loss_after"] = value(after)
         if not predicted < 0.0:  # a zero gradient: no prediction to test
             state["rho"] = float("nan")
-            return
-        rho = actual / predicted
+            state["accepted"] = True
+            return True
+        rho = actual / predicted if math.isfinite(actual) else -math.inf
         state["rho"] = rho
         factor = self._hp("lm_factor")
         scale = 1.0 / factor if rho > 0.75 else factor if rho < 0.25 else 1.0
@@ -714,6 +718,8 @@ class NaturalGradient(torch.optim.Optimizer):
             for group in self.param_groups:
                 group["damping"] = group["damping"] * scale
             self._factor = None
+        state["accepted"] = rho > 0.0
+        return state["accepted"]
 
 
 def natural_gradient_path(
