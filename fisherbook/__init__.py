@@ -67,9 +67,11 @@ from .geometry import (
     log_map,
     log_partition,
     m_projection,
+    mirror_descent,
     mvn_coordinates,
     mvn_fisher_metric,
     mvn_from_coordinates,
+    natural_gradient_descent,
     natural_parameters,
     pullback_metric,
     riemann_tensor,
@@ -260,4 +262,6 @@ __all__ = [
     "gaussian_mixture_em",
     "e_projection",
     "canonical_divergence",
+    "mirror_descent",
+    "natural_gradient_descent",
 ]

@@ -190,6 +190,10 @@ CASES = [
     ("simulate_risk", lambda: stats.simulate_risk(lambda x: x[:, :1], t([0.0, 0.0]), 1.0, 10), ShapeError, ["estimator", "shape"]),
     ("simulate_risk", lambda: stats.simulate_risk(lambda x: x, t([0.0]), 1.0, 1), InvalidArgumentError, ["reps", ">= 2"]),
     ("simulate_risk", lambda: stats.simulate_risk("mean", t([0.0]), 1.0, 10), ArgumentTypeError, ["estimator", "callable"]),
+    ("mirror_descent", lambda: geometry.mirror_descent(Poisson, lambda e: e.sum(), t([1.0]), lr=-1.0, n_steps=1), InvalidArgumentError, ["lr"]),
+    ("mirror_descent", lambda: geometry.mirror_descent(Poisson, lambda e: e.sum(), t([[1.0]]), lr=0.1, n_steps=1), ShapeError, ["eta0", "1-D"]),
+    ("natural_gradient_descent", lambda: geometry.natural_gradient_descent(Poisson, None, t([0.0]), lr=0.1, n_steps=1), ArgumentTypeError, ["loss"]),
+    ("natural_gradient_descent", lambda: geometry.natural_gradient_descent(Exponential, lambda e: -10 * e.sum(), t([-1.0]), lr=1.0, n_steps=1), OffManifoldError, ["natural parameter space"]),
 ]
 
 #: Public names that are data, not functions: nothing to validate. Checked to be data below.

@@ -220,7 +220,7 @@ _BAD_STEP = [
     (dict(inputs=_NAN), NonFiniteError, "inputs must be finite"),
     (dict(inputs=torch.zeros(0, 4, dtype=DT)), ShapeError, "at least one example"),
     (dict(inputs=torch.tensor(1.0, dtype=DT)), ShapeError, "inputs"),
-    (dict(inputs=[[0.0] * 4]), ArgumentTypeError, "torch.Tensor"),
+    (dict(inputs=[[0.0] * 4]), ArgumentTypeError, "batch 0 of inputs must start with an input tensor"),  # a list is read as batches
     (dict(inputs=torch.zeros(2, 4, dtype=DT), targets=torch.tensor([0.0, float("inf")])), NonFiniteError, "targets"),
 ]
 

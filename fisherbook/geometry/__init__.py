@@ -9,6 +9,8 @@ r"""Information geometry (chapter 7).
 - :mod:`~fisherbook.geometry.divergences`: Amari's α-divergences;
 - :mod:`~fisherbook.geometry.gaussian_spd`: the multivariate normal family and the SPD matrices;
 - :mod:`~fisherbook.geometry.em`: the EM algorithm as alternating e- and m-projections.
+- :mod:`~fisherbook.geometry.mirror`: mirror descent on the mean parameters and natural gradient in the
+  natural parameters, the same iteration (chapter 4).
 
 Every name is re-exported at the top level (``fb.fisher_rao_distance``).
 """
@@ -39,6 +41,7 @@ from .dualflat import (
 )
 from .em import MixtureTrace, gaussian_mixture_em
 from .gaussian_spd import mvn_coordinates, mvn_fisher_metric, mvn_from_coordinates, spd_fisher_distance, spd_geodesic
+from .mirror import mirror_descent, natural_gradient_descent
 from .riemannian import (
     Geodesic,
     christoffel_symbols,
@@ -74,4 +77,5 @@ __all__ = [
     "gaussian_mixture_em",
     "e_projection",
     "canonical_divergence",
+    "mirror_descent", "natural_gradient_descent",
 ]

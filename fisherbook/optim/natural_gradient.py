@@ -38,7 +38,7 @@ _LIKELIHOODS = ("categorical", "bernoulli", "gaussian")
 _KINDS = ("true", "mc", "empirical")
 _SOLVERS = ("auto", "dense", "cg", "solve")
 #: settings of the whole optimiser (one solve couples all groups): every group holds the first's value
-_MODEL_WIDE = ("solver", "max_kl", "update_every", "cg_max_iter", "cg_tol", "dense_max")
+_MODEL_WIDE = ("solver", "max_kl", "update_every", "cg_max_iter", "cg_tol", "dense_max", "adapt_damping", "lm_factor")
 
 
 def _check_nonneg(name: str, value: Any, allow_zero: bool = True) -> float:
@@ -55,6 +55,30 @@ def _check_group(group: dict[str, Any]) -> None:
     for name in ("update_every", "cg_max_iter", "dense_max"):
         group[name] = check_int(group[name], name, minimum=1)
     group["cg_tol"] = _check_nonneg("cg_tol", group["cg_tol"])
+    if not isinstance(group["adapt_damping"], bool):
+        raise ArgumentTypeError(f"adapt_damping must be True or False, got {type(group['adapt_damping']).__name__}")
+    group["lm_factor"] = check_real(group["lm_factor"], "lm_factor", low=1.0, open_low=True)
+    if group["adapt_damping"] and group["damping"] == 0.0:
+        raise InvalidArgumentError("adapt_damping=True multiplies the damping up and down: it needs damping > 0, got 0")
+
+
+def _data(value: Any, name: str, *, reusable: bool = False) -> Any:
+    """A tensor batch (checked as by :func:`_batch`), or a ``DataLoader`` / iterable of batches,
+    passed on to :func:`fisherbook.curvature.fisher`, which checks each batch as it streams.
+    ``reusable``: the data are read at every refresh, so a one-shot iterator is refused."""
+    if isinstance(value, Tensor):
+        return _batch(value, name)
+    if isinstance(value, (str, bytes, dict)) or not isinstance(value, Iterable):
+        raise ArgumentTypeError(f"{name} must be a torch.Tensor with examples along dim 0, a DataLoader or an "
+                                f"iterable of batches, got {type(value).__name__}")
+    if isinstance(value, torch.utils.data.Dataset) and not isinstance(value, torch.utils.data.IterableDataset):
+        raise ArgumentTypeError(f"{name} is a {type(value).__name__} (a Dataset of single examples); wrap it in "
+                                "torch.utils.data.DataLoader(dataset, batch_size=...) to pass batches")
+    if reusable and iter(value) is value:
+        raise InvalidArgumentError(f"{name} given to the constructor is read at every curvature refresh, but it is a "
+                                   "one-shot iterator; pass a DataLoader or a list of batches (or give the "
+                                   "iterator to step(inputs=...))")
+    return value
 
 
 def _batch(value: Any, name: str) -> Tensor:
@@ -145,9 +169,13 @@ class NaturalGradient(torch.optim.Optimizer):
         Tikhonov damping :math:`\lambda \ge 0` added to the Fisher's diagonal.
     model : torch.nn.Module, optional
         The model whose Fisher preconditions the step; needs ``likelihood``.
-    inputs : Tensor, optional
-        Default batch at which the Fisher is computed (mean over examples), used by steps that
-        are not given ``inputs``.
+    inputs : Tensor, DataLoader or iterable of batches, optional
+        Default data at which the Fisher is computed (mean over examples), used by steps that
+        are not given ``inputs``: one tensor, or a ``torch.utils.data.DataLoader`` or a list of
+        input batches or ``(inputs, targets)`` pairs, over which the curvature engine streams the
+        exact mean (each batch weighted by its size; targets from the pairs, for
+        ``kind="empirical"``). It is read at every refresh, so a one-shot iterator is refused here
+        (give it to :meth:`step` instead).
     likelihood : {"categorical", "bernoulli", "gaussian"}, optional
         Output likelihood of ``model``.
     kind : {"true", "mc", "empirical"}
@@ -183,6 +211,18 @@ class NaturalGradient(torch.optim.Optimizer):
         Conjugate-gradient relative residual tolerance.
     dense_max : int
         Largest parameter count for which ``solver="auto"`` forms the dense Fisher.
+    adapt_damping : bool
+        Levenberg–Marquardt adaptation of the damping (Martens 2010): after each step the
+        closure is evaluated again and the reduction ratio
+        :math:`\rho = (L(\theta + \Delta) - L(\theta)) / q(\Delta)`, with the quadratic model
+        :math:`q(\Delta) = g^\top \Delta + \tfrac12 \Delta^\top F \Delta`, rescales every group's
+        damping: divided by ``lm_factor`` when :math:`\rho > 3/4` (the model is trusted), multiplied
+        by it when :math:`\rho < 1/4`; a step with :math:`\rho \le 0` (the loss rose, or became
+        non-finite) is undone, as in a trust-region method. Needs ``damping > 0`` and a closure at
+        every step; ``state`` records ``rho``, ``accepted`` and ``loss_after`` (the loss at the
+        trial point).
+    lm_factor : float
+        The factor :math:`\omega > 1` of the rule (default 3/2).
     distributed : bool, optional
         The Fisher of the union of the ranks' batches (``model`` mode): each rank passes its own
         ``inputs`` and :func:`fisherbook.curvature.distributed.fisher` reduces the result over
@@ -272,11 +312,14 @@ class NaturalGradient(torch.optim.Optimizer):
         cg_max_iter: int = 50,
         cg_tol: float = 1e-10,
         dense_max: int = 4096,
+        adapt_damping: bool = False,
+        lm_factor: float = 1.5,
         distributed: bool | None = None,
         process_group: Any = None,
     ) -> None:
         defaults = dict(lr=lr, damping=damping, solver=solver, max_kl=max_kl, update_every=update_every,
-                        cg_max_iter=cg_max_iter, cg_tol=cg_tol, dense_max=dense_max)
+                        cg_max_iter=cg_max_iter, cg_tol=cg_tol, dense_max=dense_max,
+                        adapt_damping=adapt_damping, lm_factor=lm_factor)
         _check_group(dict(defaults))  # name a bad argument before torch's own checks
         super().__init__(params, defaults)
 
@@ -302,9 +345,12 @@ class NaturalGradient(torch.optim.Optimizer):
             elif solver == "solve":
                 raise InvalidArgumentError('solver="solve" needs a representation, e.g. "diagonal" or "kfac"')
             self._check_params_in_model()
-        self._inputs = None if inputs is None else _batch(inputs, "inputs")
+        self._inputs = None if inputs is None else _data(inputs, "inputs", reusable=True)
         self._targets = None if targets is None else _batch(targets, "targets")
-        if kind == "empirical" and self._inputs is not None and self._targets is None:
+        if self._targets is not None and self._inputs is not None and not isinstance(self._inputs, Tensor):
+            raise InvalidArgumentError("targets must be None when inputs is a DataLoader or an iterable of batches; "
+                                       "let each batch be an (inputs, targets) pair instead")
+        if (kind == "empirical" and isinstance(self._inputs, Tensor) and self._targets is None):
             raise InvalidArgumentError('kind="empirical" needs targets with the default inputs (or pass both to step)')
         self._likelihood = likelihood
         if distributed is not None and not isinstance(distributed, bool):
@@ -366,6 +412,8 @@ class NaturalGradient(torch.optim.Optimizer):
     cg_max_iter = property(lambda self: self._hp("cg_max_iter"), doc="Conjugate-gradient iteration cap.")
     cg_tol = property(lambda self: self._hp("cg_tol"), doc="Conjugate-gradient tolerance.")
     dense_max = property(lambda self: self._hp("dense_max"), doc="Largest P for the automatic dense solver.")
+    adapt_damping = property(lambda self: self._hp("adapt_damping"), doc="Whether the LM rule adapts the damping.")
+    lm_factor = property(lambda self: self._hp("lm_factor"), doc="Factor of the LM damping rule.")
 
     def _coordinates(self) -> tuple[list[Tensor], list[Tensor], list[int]]:
         """(the curvature's parameters in its order, the parameters that move, their positions)."""
@@ -454,8 +502,12 @@ class NaturalGradient(torch.optim.Optimizer):
         if x is None:
             raise InvalidArgumentError("NaturalGradient(model=...) needs a batch for the Fisher: pass inputs= to "
                                        "step() (or a default inputs= to the constructor)")
-        y = targets if targets is not None else self._targets
-        if self._kind == "empirical" and y is None:
+        batched = not isinstance(x, Tensor)
+        y = targets if targets is not None else (None if batched else self._targets)
+        if batched and y is not None:
+            raise InvalidArgumentError("targets must be None when inputs is a DataLoader or an iterable of batches; "
+                                       "let each batch be an (inputs, targets) pair instead")
+        if self._kind == "empirical" and y is None and not batched:
             raise InvalidArgumentError('kind="empirical" needs targets: pass targets= to step() or the constructor')
         representation = self._representation
         if representation is None:
@@ -534,7 +586,7 @@ class NaturalGradient(torch.optim.Optimizer):
         self._factor = None
 
     @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None, *, inputs: Tensor | None = None,
+    def step(self, closure: Callable[[], Any] | None = None, *, inputs: Any = None,
              targets: Tensor | None = None) -> Any:
         """Take one natural-gradient step.
 
@@ -543,10 +595,12 @@ class NaturalGradient(torch.optim.Optimizer):
         closure : callable, optional
             Re-evaluates the model, calls ``backward`` and returns the loss (it should zero the
             gradients first). Without it the parameters' current ``.grad`` is used.
-        inputs : Tensor, optional
+        inputs : Tensor, DataLoader or iterable of batches, optional
             The batch at which the model's Fisher is computed on this step (``model`` mode; the
-            constructor's ``inputs`` when omitted). Used on the steps that refresh the curvature
-            (every ``update_every``-th).
+            constructor's ``inputs`` when omitted), or a ``DataLoader`` / iterable of input batches
+            or ``(inputs, targets)`` pairs, over which :func:`fisherbook.curvature.fisher` streams
+            the exact mean. Used on the steps that refresh the curvature (every
+            ``update_every``-th).
         targets : Tensor, optional
             The batch's targets, for ``kind="empirical"``.
 
@@ -558,9 +612,13 @@ class NaturalGradient(torch.optim.Optimizer):
         if inputs is not None:
             if self._model is None:
                 raise InvalidArgumentError("inputs= is for NaturalGradient(model=...); curvature_fn takes no batch")
-            inputs = _batch(inputs, "inputs")
+            inputs = _data(inputs, "inputs")
         if targets is not None:
             targets = _batch(targets, "targets")
+        adapt = self._hp("adapt_damping")
+        if adapt and closure is None:
+            raise InvalidArgumentError("adapt_damping=True compares the loss before and after the step: pass a closure "
+                                       "to step()")
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -631,7 +689,37 @@ class NaturalGradient(torch.optim.Optimizer):
         for p, d in zip(active, torch.split(delta, [p.numel() for p in active])):
             p.add_(d.view_as(p))
         state["step"] = step + 1
+        if adapt and not self._levenberg_marquardt(closure, loss, g, delta, curvature, state):
+            for p, d in zip(active, torch.split(delta, [p.numel() for p in active])):
+                p.sub_(d.view_as(p))  # a step that raised the loss is undone (the trust region shrinks)
         return loss
+
+    def _levenberg_marquardt(self, closure: Any, loss: Any, g: Tensor, delta: Tensor, curvature: Any,
+                             state: dict[str, Any]) -> bool:
+        r"""The reduction-ratio rule: compare the loss change with the quadratic model's prediction
+        :math:`q(\Delta) = g^\top\Delta + \frac12\Delta^\top F\Delta` and rescale every group's damping."""
+        if not isinstance(loss, Tensor | float | int):
+            raise ArgumentTypeError(f"adapt_damping=True needs a closure returning the loss, got {type(loss).__name__}")
+        with torch.enable_grad():
+            after = closure()
+        predicted = float(torch.dot(g, delta)) + 0.5 * float(torch.dot(delta, self._mv(curvature, delta)))
+        value = lambda v: float(v.detach()) if isinstance(v, Tensor) else float(v)  # noqa: E731
+        actual = value(after) - value(loss)
+        state["loss_after"] = value(after)
+        if not predicted < 0.0:  # a zero gradient: no prediction to test
+            state["rho"] = float("nan")
+            state["accepted"] = True
+            return True
+        rho = actual / predicted if math.isfinite(actual) else -math.inf
+        state["rho"] = rho
+        factor = self._hp("lm_factor")
+        scale = 1.0 / factor if rho > 0.75 else factor if rho < 0.25 else 1.0
+        if scale != 1.0:
+            for group in self.param_groups:
+                group["damping"] = group["damping"] * scale
+            self._factor = None
+        state["accepted"] = rho > 0.0
+        return state["accepted"]
 
 
 def natural_gradient_path(
