@@ -96,6 +96,9 @@ def test_model_wide_settings_must_agree_between_groups():
     opt = KFAC(model, params=list(model[0].parameters()))
     with pytest.raises(InvalidArgumentError, match="inverse_every"):
         opt.add_param_group({"params": list(model[2].parameters()), "inverse_every": 3})
+    assert len(opt.param_groups) == 1  # the refused group is not kept
+    opt.add_param_group({"params": list(model[2].parameters())})  # and its parameters can still be added
+    assert len(opt.param_groups) == 2
     with pytest.raises(InvalidArgumentError, match="same param group"):
         KFAC(model, params=[{"params": [model[0].weight]}, {"params": [model[0].bias]}])
     with pytest.raises(ValueError, match="lr"):

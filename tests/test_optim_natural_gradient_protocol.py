@@ -114,6 +114,9 @@ def test_hyper_parameters_live_in_the_groups_and_must_agree():
     assert opt.solver == "cg" and not any(k in vars(opt) for k in ("solver", "max_kl", "cg_max_iter"))
     with pytest.raises(InvalidArgumentError, match="cg_max_iter"):
         opt.add_param_group({"params": model[2].parameters(), "cg_max_iter": 3})
+    assert len(opt.param_groups) == 1  # the refused group is not kept
+    opt.add_param_group({"params": model[2].parameters()})
+    assert len(opt.param_groups) == 2
 
 
 def test_state_dict_round_trip_with_groups_and_batches():

@@ -445,8 +445,12 @@ class KFAC(torch.optim.Optimizer):
         """
         super().add_param_group(param_group)
         group = self.param_groups[-1]
-        _check_group(group)
-        check_model_wide(self.param_groups, _MODEL_WIDE, "model in KFAC")
+        try:
+            _check_group(group)
+            check_model_wide(self.param_groups, _MODEL_WIDE, "model in KFAC")
+        except Exception:
+            self.param_groups.pop()  # a refused group leaves the optimiser as it was
+            raise
         if self._ready:
             self._discover(stacklevel=3)
 

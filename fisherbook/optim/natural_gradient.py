@@ -387,10 +387,14 @@ class NaturalGradient(torch.optim.Optimizer):
         """
         super().add_param_group(param_group)
         group = self.param_groups[-1]
-        _check_group(group)
-        check_model_wide(self.param_groups, _MODEL_WIDE, "NaturalGradient optimiser")
-        if getattr(self, "_model", None) is not None:
-            self._check_params_in_model()
+        try:
+            _check_group(group)
+            check_model_wide(self.param_groups, _MODEL_WIDE, "NaturalGradient optimiser")
+            if getattr(self, "_model", None) is not None:
+                self._check_params_in_model()
+        except Exception:
+            self.param_groups.pop()  # a refused group leaves the optimiser as it was
+            raise
         self._curvature = None
         self._factor = None
 
