@@ -449,17 +449,28 @@ def _strip_options(body: str) -> str:
 
 def fit(slides: list[Slide], title: str) -> list[Slide]:
     """An outline slide after the title; then hold the deck to :data:`MAX_SLIDES` by folding
-    section-opening slides, then equation slides of the sections with the most slides, into the
-    notes of the slide before."""
+    section-opening slides, then equation slides of the sections with the most slides, then (for a
+    chapter with many results) proofs' key-steps slides, into the notes of the slide before."""
     sections = list(dict.fromkeys(s.title for s in slides if s.title and s.kind != "exercise"))
     if len(slides) < MAX_SLIDES and sections:
         items = "".join(f"<li>{html.escape(t)}</li>" for t in sections if not t.endswith("key steps"))
         slides.insert(1, Slide("Outline", f"<ol>{items}</ol>", kind="outline"))
     while len(slides) > MAX_SLIDES:
         equations = [i for i, s in enumerate(slides) if s.kind == "section"] or [
-            i for i, s in enumerate(slides) if s.kind == "equation"]
+            i for i, s in enumerate(slides) if s.kind == "equation"] or [
+            i for i, s in enumerate(slides) if s.kind == "proof"]  # last: key steps join the notes
         if not equations:
-            break
+            # a chapter with very many results: two exercises share a slide (each keeps its block)
+            pairs = [i for i in range(len(slides) - 1)
+                     if slides[i].kind == "exercise" and slides[i + 1].kind == "exercise"]
+            if not pairs:
+                break
+            i = pairs[0]
+            nxt = slides.pop(i + 1)
+            slides[i].body += nxt.body
+            slides[i].notes.extend(nxt.notes)
+            slides[i].kind = "exercises"  # not paired again
+            continue
         # the equation slide whose section already has the most slides goes first
         counts = {t: sum(s.title == t for s in slides) for t in sections}
         drop = max(equations, key=lambda i: (counts.get(slides[i].title, 0), i))
