@@ -10,10 +10,10 @@ other measures of how much each parameter matters for a finished task:
   decrease each parameter was responsible for during training,
   :math:`\omega_i = -\sum_{\text{steps}} g_i(t)\, \Delta\theta_i(t)`, normalised by the squared total
   displacement plus a damping :math:`\xi`: :math:`\Omega_i = \omega_i / ((\Delta_i)^2 + \xi)`
-  (:func:`si_importance`; the running sum is kept by :class:`~fisherbook.continual.SI`).
+  (:func:`si_importance`; the running sum is kept by :class:`~fisherbook.continual.regularisers.SI`).
 
 Both give lists of tensors shaped like ``list(model.parameters())``, the layout of
-:func:`~fisherbook.continual.diagonal_fisher`, so they drop into the same quadratic penalty.
+:func:`~fisherbook.continual.fisher.diagonal_fisher`, so they drop into the same quadratic penalty.
 """
 
 from __future__ import annotations

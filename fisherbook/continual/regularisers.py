@@ -7,11 +7,11 @@ importance :math:`\Omega = \sum_{s} \Omega_s` over the finished tasks, and add
 
     \frac{\lambda}{2} \sum_i \Omega_i \, (\theta_i - \theta^*_i)^2
 
-to the loss, the convention of :class:`~fisherbook.continual.EWC` (Zenke et al.'s :math:`c` and
+to the loss, the convention of :class:`~fisherbook.continual.strategies.EWC` (Zenke et al.'s :math:`c` and
 Aljundi et al.'s :math:`\lambda`, written without the :math:`\tfrac12`, are half of ours). They
 differ only in :math:`\Omega_s`: :class:`SI` integrates gradient times update along the
-training path (:func:`~fisherbook.continual.si_importance`), :class:`MAS` measures the
-sensitivity of the output norm at the end (:func:`~fisherbook.continual.mas_importance`).
+training path (:func:`~fisherbook.continual.importance.si_importance`), :class:`MAS` measures the
+sensitivity of the output norm at the end (:func:`~fisherbook.continual.importance.mas_importance`).
 """
 
 from __future__ import annotations
@@ -63,10 +63,10 @@ class SI(_Accumulated):
     (the gradient of the total loss, penalty included, as in van de Ven et al.'s reference code)
     times the step's update. When the task ends its importance is
     :math:`\Omega_{s,i} = \max(0, \omega_i / (\Delta_i^2 + \xi))` with :math:`\Delta_i` the
-    parameter's displacement over the task (:func:`~fisherbook.continual.si_importance`); the
+    parameter's displacement over the task (:func:`~fisherbook.continual.importance.si_importance`); the
     importances are summed over tasks and the penalty is :math:`\frac{\lambda}{2}\sum_i \Omega_i
     (\theta_i - \theta^*_i)^2` at the latest anchor. It needs the training loop's hooks
-    (:func:`~fisherbook.continual.train_sequence` calls them).
+    (:func:`~fisherbook.continual.training.train_sequence` calls them).
 
     Parameters
     ----------
@@ -138,7 +138,7 @@ class MAS(_Accumulated):
     r"""Memory-aware synapses (Aljundi et al. 2018).
 
     When a task ends its importance is the mean absolute gradient of the squared output norm on
-    the task's training inputs (:func:`~fisherbook.continual.mas_importance`); importances are
+    the task's training inputs (:func:`~fisherbook.continual.importance.mas_importance`); importances are
     summed over tasks and the penalty is :math:`\frac{\lambda}{2}\sum_i \Omega_i (\theta_i -
     \theta^*_i)^2` at the latest anchor. Labels are not used.
 

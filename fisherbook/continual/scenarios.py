@@ -12,7 +12,7 @@ five-task sequence is learned in three ways, which differ in what the learner is
   ten-way head answers "which digit" (labels ``0–9``), over all classes seen so far.
 
 :func:`split_digits_scenario` builds the tasks and says how many outputs the network needs;
-:func:`~fisherbook.continual.train_sequence` honours the heads.
+:func:`~fisherbook.continual.training.train_sequence` honours the heads.
 """
 
 from __future__ import annotations

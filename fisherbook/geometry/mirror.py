@@ -23,7 +23,7 @@ in :math:`\alpha`.
 
 :func:`mirror_descent` runs the first iteration with the closed-form coordinate maps of
 :mod:`~fisherbook.geometry.dualflat`; :func:`natural_gradient_descent` runs the second with the
-Fisher and the chain rule from automatic differentiation of :func:`~fisherbook.geometry.log_partition`,
+Fisher and the chain rule from automatic differentiation of :func:`~fisherbook.geometry.dualflat.log_partition`,
 so the agreement of the two checks the theorem with two independent computations.
 """
 
@@ -71,7 +71,8 @@ def mirror_descent(family: Any, loss: Callable[[Tensor], Tensor], eta0: Any, *, 
         \qquad \eta_{t+1} = \nabla\psi(\theta_{t+1}),
 
     with the maps :math:`\eta \mapsto \theta` and :math:`\theta \mapsto \eta` in closed form
-    (:func:`~fisherbook.geometry.from_expectation`, :func:`~fisherbook.geometry.expectation_parameters`).
+    (:func:`~fisherbook.geometry.dualflat.from_expectation`,
+    :func:`~fisherbook.geometry.dualflat.expectation_parameters`).
     Equivalently :math:`\eta_{t+1} = \arg\min_\eta\, \alpha \nabla f(\eta_t)^\top \eta + B_\varphi(\eta, \eta_t)`,
     the linearised loss plus the Bregman divergence of :math:`\varphi`, which is the KL divergence
     :math:`\operatorname{KL}(p_{\eta} \,\Vert\, p_{\eta_t})`.
@@ -137,7 +138,7 @@ def natural_gradient_descent(
         \theta_{t+1} = \theta_t - \alpha\, I(\theta_t)^{-1} \nabla_\theta\, f\bigl(\nabla\psi(\theta_t)\bigr),
 
     with the Fisher :math:`I = \nabla^2\psi` and the map :math:`\nabla\psi` both by automatic
-    differentiation of :func:`~fisherbook.geometry.log_partition` (none of the closed forms that
+    differentiation of :func:`~fisherbook.geometry.dualflat.log_partition` (none of the closed forms that
     :func:`mirror_descent` uses), so that comparing the two paths tests the equivalence theorem.
 
     Parameters
