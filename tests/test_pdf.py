@@ -81,9 +81,10 @@ def test_no_maths_left_as_tex() -> None:
 def test_page_count_is_that_of_the_whole_book() -> None:
     n = len(pages())
     chapters = len(toc_notebooks())
-    # every chapter prints 15-40 pages (figures, code and outputs included), the front and back
-    # matter (notation, glossary, API reference, bibliography) another 20-80
-    assert 15 * chapters + 20 <= n <= 40 * chapters + 80, f"{n} pages for {chapters} chapters"
+    # every chapter prints 15-60 pages (figures, code and outputs included; the graduate-depth
+    # chapters 1-7 print 40-55), the front and back matter (notation, glossary, API reference,
+    # bibliography) another 20-100
+    assert 15 * chapters + 20 <= n <= 60 * chapters + 100, f"{n} pages for {chapters} chapters"
     info = subprocess.run(["pdfinfo", str(PDF)], capture_output=True, text=True, check=True).stdout
     assert re.search(rf"^Pages:\s+{n}$", info, re.M)
 
