@@ -126,7 +126,10 @@ CONTENTS_JS = r"""() => {
         if (document.querySelectorAll(`[id="${CSS.escape(s.id)}"]`).length > 1) {
           s.id = span.id.replace(/[^\w-]/g, '-') + '-' + s.id;
         }
-        return [s.id, s.querySelector('h2, h3')];
+        // link to the heading itself: a section's top can stay on the page before its heading
+        const hh = s.querySelector('h2, h3');
+        if (!hh.id) hh.id = s.id + '-heading';
+        return [hh.id, hh];
       });
     if (subs.length) {
       const ul = document.createElement('ul');
