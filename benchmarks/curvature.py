@@ -514,7 +514,7 @@ def report(rows, available, out, quick, notes) -> None:
     text = "\n".join(lines)
     print(text)
     if out:
-        env = (f"torch {torch.__version__}, {torch.get_num_threads()} threads, {_cpu()}, "
+        env = (f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {_cpu()}, "
                f"python {platform.python_version()}; peers: " +
                ", ".join(f"{k} {v}" for k, v in available.items()))
         with open(out, "w") as fh:
