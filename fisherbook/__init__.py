@@ -136,6 +136,7 @@ from .stats import (  # chapter 3: tests, asymptotics, profile likelihood, crite
     tic,
     tic_penalty,
     van_trees,
+    variance_component_lr,
     wald_interval,
 )
 
@@ -193,7 +194,7 @@ __all__ = [
     "aic",
     "bartlett_factor",
     "bartlett_factor_mc",
-    "chibar2_sf",
+    "chibar2_sf", "variance_component_lr",
     "delta_method",
     "likelihood_tests",
     "lr_statistic",

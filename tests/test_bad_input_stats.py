@@ -706,6 +706,12 @@ CHAPTER3_CASES = [
     (lambda: fb.aic("fit"), TypeError, "MLEResult"),
     (lambda: fb.tic(None), TypeError, "MLEResult"),
     (lambda: fb.tic_penalty(3), TypeError, "MLEResult"),
+    (lambda: fb.variance_component_lr(t([1.0, 2.0])), ShapeError, "groups"),
+    (lambda: fb.variance_component_lr(t([[1.0, 2.0]])), ShapeError, "m >= 2"),
+    (lambda: fb.variance_component_lr(t([[1.0], [2.0]])), ShapeError, "k >= 2"),
+    (lambda: fb.variance_component_lr(t([[1.0, math.nan], [0.0, 1.0]])), InvalidArgumentError, "finite"),
+    (lambda: fb.variance_component_lr(t([[1.0, 1.0], [2.0, 2.0]])), InvalidArgumentError, "within"),
+    (lambda: fb.variance_component_lr(t([[1.0, 2.0], [0.0, 1.0]]), method="reml2"), InvalidArgumentError, "method"),
 ]
 
 

@@ -53,6 +53,7 @@ from .likelihood_tests import (
     chibar2_sf,
     likelihood_tests,
     lr_statistic,
+    variance_component_lr,
 )
 from .missing_information import MissingInformation, louis_information
 from .mle import MLEResult, mle, sandwich_covariance
@@ -73,6 +74,7 @@ __all__ = [
     "binned_information", "censored_information", "efficient_information", "MissingInformation",
     "louis_information", "BartlettMoments", "bartlett_moments",
     "BARTLETT_MODELS", "LikelihoodTests", "bartlett_factor", "bartlett_factor_mc", "chibar2_sf", "likelihood_tests",
+    "variance_component_lr",
     "lr_statistic", "STABILISED_FAMILIES", "delta_method", "one_step", "stabilised_interval",
     "profile_interval", "profile_loglik", "reml_variance", "aic", "tic", "tic_penalty",
 ]

@@ -5,7 +5,9 @@ Chapter 3. :func:`likelihood_tests` fits a family with and without a null hypoth
 some of its parameters, and returns the three statistics, each asymptotically :math:`\chi^2_r`
 under the null (Wilks). :func:`bartlett_factor` gives :math:`\operatorname{E}[\mathrm{LR}]/r` in closed
 form for two one-parameter families; :func:`bartlett_factor_mc` estimates it by simulation for any
-family; :func:`chibar2_sf` is the tail of a :math:`\bar\chi^2` mixture.
+family; :func:`chibar2_sf` is the tail of a :math:`\bar\chi^2` mixture, and
+:func:`variance_component_lr` the likelihood ratio for the classic boundary null, a variance
+component at 0.
 """
 
 from __future__ import annotations
@@ -22,12 +24,12 @@ from torch import Tensor
 
 from .._numerics import spd_inverse
 from .._validate import check_int, check_option, check_tensor
-from ..errors import ArgumentTypeError, InvalidArgumentError
+from ..errors import ArgumentTypeError, InvalidArgumentError, ShapeError
 from .mle import DTYPE, Family, MLEResult, _constraint_of, _grad_hess, _is_dist_class, mle
 
 __all__ = [
     "BARTLETT_MODELS", "LikelihoodTests", "bartlett_factor", "bartlett_factor_mc", "chibar2_sf", "likelihood_tests",
-    "lr_statistic",
+    "lr_statistic", "variance_component_lr",
 ]
 
 BARTLETT_MODELS = ("exponential-rate", "normal-variance")
@@ -374,3 +376,75 @@ def chibar2_sf(statistic: Any, weights: Sequence[float]) -> Tensor:
     cn = c.numpy()
     out = sum(wj * sps.chi2.sf(cn, j) for j, wj in enumerate(w) if j >= 1)
     return torch.as_tensor(np.asarray(out, dtype=float), dtype=DTYPE)
+
+
+def variance_component_lr(x: Any, method: str = "ml") -> Tensor:
+    r"""Likelihood-ratio statistic for a zero variance component in the balanced one-way random-effects model.
+
+    The model is :math:`X_{ij} = \mu + a_i + \varepsilon_{ij}`, :math:`i = 1..m` groups of
+    :math:`j = 1..k` observations, :math:`a_i \sim N(0, \sigma_a^2)` and
+    :math:`\varepsilon_{ij} \sim N(0, \sigma^2)` independent, and the null is
+    :math:`H_0 : \sigma_a^2 = 0`, on the boundary of :math:`\sigma_a^2 \ge 0`. Each group's
+    covariance :math:`\sigma^2 I + \sigma_a^2 J` has eigenvalue :math:`\sigma^2` on the
+    within-group contrasts and :math:`\lambda = \sigma^2 + k\sigma_a^2` on the group mean, so
+    with :math:`W = \sum_{ij}(X_{ij} - \bar X_i)^2`, :math:`B = k\sum_i(\bar X_i - \bar X)^2` and
+    :math:`\mu` profiled out (:math:`\hat\mu = \bar X`, also the GLS estimate in a balanced design),
+
+    .. math::
+
+        -2\ell(\sigma^2, \lambda) = m(k-1)\log\sigma^2 + \frac{W}{\sigma^2}
+        + d\log\lambda + \frac{B}{\lambda} + \text{const},
+
+    with :math:`d = m` for maximum likelihood and :math:`d = m - 1` for REML (the likelihood of
+    the contrasts free of :math:`\mu`). The maximum over :math:`\lambda \ge \sigma^2` is at
+    :math:`\hat\sigma^2 = W/(m(k-1))`, :math:`\hat\lambda = B/d` when :math:`\hat\lambda \ge \hat\sigma^2`, and
+    otherwise on the null, :math:`\sigma^2 = \lambda = (W + B)/(m(k-1) + d)`; the statistic
+    :math:`2[\ell(\hat\theta) - \ell(\tilde\theta)]` is then exactly 0. As :math:`m \to \infty`
+    it tends to :math:`\tfrac12\chi^2_0 + \tfrac12\chi^2_1` under the null (Self and Liang
+    1987): use :func:`chibar2_sf` with ``weights=(0.5, 0.5)``. At finite :math:`m` the
+    probability of exactly 0 is :math:`P(F_{m-1,\,m(k-1)} \le c)` with :math:`c = d/(m-1)`, above
+    one half, and more so for maximum likelihood (whose :math:`\hat\lambda = B/m` is biased down),
+    so the mixture's test is conservative; REML's is the closer.
+
+    Parameters
+    ----------
+    x : Tensor
+        Shape ``(*batch, m, k)``: ``m >= 2`` groups of ``k >= 2`` observations (a batch of data sets).
+    method : {"ml", "reml"}
+        Maximum likelihood or restricted (residual) maximum likelihood.
+
+    Returns
+    -------
+    Tensor
+        The statistic, shape ``(*batch)``, non-negative.
+
+    Examples
+    --------
+    >>> import torch
+    >>> x = torch.tensor([[0.0, 1.0], [0.5, 1.5], [0.2, 1.2]], dtype=torch.float64)  # no group effect
+    >>> float(variance_component_lr(x))
+    0.0
+    >>> x = torch.tensor([[0.0, 0.1], [5.0, 5.1], [-4.0, -3.9]], dtype=torch.float64)  # a large one
+    >>> round(float(variance_component_lr(x)), 3), round(float(variance_component_lr(x, "reml")), 3)
+    (21.637, 22.431)
+    """
+    method = check_option(method, "method", ("ml", "reml"))
+    xt = check_tensor(x, "x", dtype=DTYPE)
+    if xt.dim() < 2 or xt.shape[-1] < 2 or xt.shape[-2] < 2:
+        raise ShapeError(f"x must have shape (*batch, m, k) with m >= 2 groups of k >= 2, got {tuple(xt.shape)}")
+    if not bool(torch.isfinite(xt).all()):
+        raise InvalidArgumentError("x must be finite")
+    m, k = xt.shape[-2], xt.shape[-1]
+    means = xt.mean(-1)
+    w = ((xt - means.unsqueeze(-1)) ** 2).sum((-1, -2))
+    b = k * ((means - means.mean(-1, keepdim=True)) ** 2).sum(-1)
+    if bool((w <= 0).any()):
+        raise InvalidArgumentError("x must vary within some group (the within-group sum of squares is 0)")
+    d = m if method == "ml" else m - 1
+    dw = m * (k - 1)
+    s2 = w / dw
+    lam = (b / d).clamp_min(s2)  # the constrained maximum: lambda >= sigma^2
+    s0 = (w + b) / (dw + d)
+    m2_full = dw * torch.log(s2) + w / s2 + d * torch.log(lam) + b / lam
+    m2_null = (dw + d) * torch.log(s0) + (dw + d)
+    return (m2_null - m2_full).clamp_min(0.0)
