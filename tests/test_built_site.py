@@ -219,6 +219,23 @@ def test_page_renders_in_chromium(relpath: str, server: str, browser) -> None:
     page.close()
 
 
+def test_dropdown_proofs_fold_and_open(server: str, browser) -> None:
+    """A proof given ``:class: dropdown`` is folded behind a button that opens it (book/_ext gives
+    it the title sphinx-togglebutton needs)."""
+    page = browser.new_page()
+    page.goto(f"{server}/book/01-definition.html", wait_until="load")
+    proofs = page.locator(".proof.dropdown")
+    assert proofs.count() >= 3
+    first = proofs.first
+    assert first.locator(".admonition-title").inner_text().strip().startswith("Proof")
+    body = first.locator(".admonition-title ~ *").first
+    assert not body.is_visible()
+    first.locator("button.toggle-button").click()
+    page.wait_for_timeout(300)
+    assert body.is_visible()
+    page.close()
+
+
 # ---- slide decks (make slides) -------------------------------------------------------------
 
 SLIDES = ROOT / "_build" / "slides"
