@@ -3,7 +3,7 @@
 Run once; the chapter reads the JSON this writes (``benchmarks/ch6_sweep.json``) and this script
 also writes a report (``benchmarks/ch6_sweep_report.md``)::
 
-    .venv/bin/python benchmarks/ch6_sweep.py                 # 3 seeds, every method: 279 runs, ~35 min on one core
+    .venv/bin/python benchmarks/ch6_sweep.py                 # 3 seeds, every method: 303 runs, ~40 min on one core
 
 Setting (the chapter's): five permuted-digit tasks (``fb.data.permuted_digits``), an MLP with two
 hidden layers of 100 ReLU units, 20 epochs of Adam (lr 1e-3, batch 128) per task, float64, one
