@@ -124,9 +124,11 @@ def merge(parts: list[Path], out_path: Path, report_path: Path) -> int:
     """
     runs: dict = {}
     seconds = 0
+    names: list[str] = []
     for part in parts:
         data = json.loads(part.read_text())
         seconds += data["config"]["total_seconds"]
+        names += data["config"].get("parts", [part.name])  # a merged file passed again keeps its parts' names
         for r in data["runs"]:
             grid = [0.0] if r["method"] in ("fine-tuning", "replay") else METHODS.get(r["method"], (None, []))[1]
             if r["lam"] in grid:
@@ -146,7 +148,7 @@ def merge(parts: list[Path], out_path: Path, report_path: Path) -> int:
                       "scenarios": [s for s in SCENARIOS if s in seeds_of], "seeds_by_scenario": seeds_of,
                       "grids": {n: [float(x) for x in lams] for n, (_, lams) in METHODS.items()},
                       "torch": torch.__version__, "machine": platform.machine(), "threads": 1,
-                      "total_seconds": seconds, "parts": [p.name for p in parts]},
+                      "total_seconds": seconds, "parts": names},
            "runs": rows}
     out_path.write_text(json.dumps(out, indent=1))
     report_path.write_text(report(out))
