@@ -29,9 +29,11 @@ optimiser (``KFAC.precondition``).
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeGuard
 
 import torch
@@ -55,6 +57,22 @@ _MODEL_WIDE = ("kl_clip", "factor_every", "inverse_every", "adapt_every", "n_sam
 
 
 _Layer = nn.Linear | nn.Conv2d
+
+#: the curvature engine's package: a forward pass it makes is never a training pass
+_ENGINE = __name__.split(".")[0] + ".curvature"
+
+
+def _in_engine_pass() -> bool:
+    """Whether the caller runs inside a :mod:`fisherbook.curvature` function (a frame of that package
+    is on the call stack): the engine's forward passes (``fisher``, ``kfac_statistics``, the
+    per-example and Jacobian passes under ``torch.func``) are not the user's training pass."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        name = frame.f_globals.get("__name__", "")
+        if name == _ENGINE or name.startswith(_ENGINE + "."):
+            return True
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
 
 
 def _is_ddp(model: nn.Module) -> bool:
@@ -163,8 +181,12 @@ class KFAC(torch.optim.Optimizer):
             loss.backward()
             opt.step()
 
-    On steps that refresh the factors (every ``factor_every`` steps), a forward pass of ``model``
-    in training mode with gradients enabled triggers the statistics. For ``fisher_type="mc"`` the
+    On steps that refresh the factors (every ``factor_every`` steps), the first forward pass of
+    ``model`` in training mode with gradients enabled triggers the statistics. Other passes leave
+    the factors and the schedule alone: evaluation passes (``model.eval()`` or ``torch.no_grad()``),
+    every pass of the curvature engine on the same model (a user's :func:`fisherbook.curvature.fisher`
+    call, EWC's or a Laplace fit's Fisher: passes made from inside :mod:`fisherbook.curvature`), and
+    the user's passes inside a :meth:`no_statistics` block. For ``fisher_type="mc"`` the
     model's batch (the rows of its first positional tensor argument) goes to the curvature engine,
     :func:`fisherbook.curvature.fisher` with ``kind="mc"`` and ``representation="kfac"``, which runs
     the model once more, draws ``n_samples`` targets :math:`\hat y \sim p(y \mid f(x))` per example
@@ -418,6 +440,7 @@ class KFAC(torch.optim.Optimizer):
         self._counters: dict[str, Any] = {"step": 0, "factor_updates": 0, "collect": True}
         self.last_rho: float | None = None
         self._suspended = False
+        self._paused = 0
         self._rows: tuple[int, Tensor] | None = None
         self._pending: dict[_Layer, dict[str, Any]] = {}
         self._handles: list[Any] = []
@@ -494,6 +517,37 @@ class KFAC(torch.optim.Optimizer):
     def remove_hooks(self) -> None:
         """Detach the hooks from the model (the optimiser stops gathering statistics)."""
         _remove_handles(self._handles)
+
+    @contextmanager
+    def no_statistics(self) -> Iterator[None]:
+        """A block whose forward and backward passes gather no factor statistics.
+
+        For passes of the user's own in training mode with gradients enabled that are not the
+        training step (adversarial examples, an importance measure, a gradient check): outside such a
+        block, the first of them on a statistics step would be taken for the training pass.
+        Evaluation passes (``model.eval()`` or ``torch.no_grad()``) and the curvature engine's passes
+        are never gathered and need no block. Blocks nest; collection resumes when the outermost
+        ends, on error too.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from fisherbook.optim import KFAC
+        >>> model = torch.nn.Linear(3, 2)
+        >>> opt = KFAC(model, generator=torch.Generator().manual_seed(0))
+        >>> with opt.no_statistics():
+        ...     _ = model(torch.randn(8, 3))
+        >>> opt.factor_updates
+        0
+        >>> _ = model(torch.randn(8, 3))  # a training pass
+        >>> opt.factor_updates
+        1
+        """
+        self._paused += 1
+        try:
+            yield
+        finally:
+            self._paused -= 1
 
     def __enter__(self) -> KFAC:
         return self
@@ -591,7 +645,9 @@ class KFAC(torch.optim.Optimizer):
 
     # ------------------------------------------------------------------ statistics
     def _collecting(self, module: nn.Module) -> bool:
-        return (self._counters["collect"] and not self._suspended and module.training and torch.is_grad_enabled())
+        """Whether this forward pass is a training pass whose statistics are due (cheap tests first)."""
+        return (self._counters["collect"] and not self._suspended and not self._paused and module.training
+                and torch.is_grad_enabled() and not _in_engine_pass())
 
     def _subset(self, n: int, device: torch.device) -> Tensor:
         """Indices of ``min(factor_subset, n)`` of ``n`` rows drawn without replacement."""
