@@ -132,3 +132,106 @@ def test_no_statistics_restores_collection_after_the_block_and_on_error():
     assert opt.factor_updates == 0
     model(X)  # a training pass after the block: gathered
     assert opt.factor_updates == 1
+
+
+# ---------------------------------------------------------------- statistics from the training forward pass
+class Counted(nn.Module):
+    """A model that counts its forward passes."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net, self.calls = net, 0
+
+    def forward(self, x):
+        self.calls += 1
+        return self.net(x)
+
+
+class TinyCNN(nn.Module):
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.conv1 = nn.Conv2d(1, 3, 3, padding=1).to(DT)
+        self.conv2 = nn.Conv2d(3, 4, 3, stride=2).to(DT)
+        self.head = nn.Linear(4 * 3 * 3, 5).to(DT)
+        with torch.no_grad():
+            for m in (self.conv1, self.conv2, self.head):
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g, dtype=DT) / math.sqrt(m.weight[0].numel()))
+                m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g, dtype=DT))
+
+    def forward(self, x):
+        return self.head(torch.tanh(self.conv2(torch.tanh(self.conv1(x)))).flatten(1))
+
+
+def nets_and_batches(kind: str):
+    g = torch.Generator().manual_seed(5)
+    if kind == "mlp":
+        return (lambda: mlp(sizes=(5, 7, 6, 4))), torch.randn(30, 5, generator=g, dtype=DT), \
+            torch.randint(0, 4, (30,), generator=g)
+    return (lambda: TinyCNN(2)), torch.randn(20, 1, 8, 8, generator=g, dtype=DT), torch.randint(0, 5, (20,), generator=g)
+
+
+@pytest.mark.parametrize("net", ["mlp", "cnn"])
+@pytest.mark.parametrize(("likelihood", "n_samples"), [("categorical", 1), ("categorical", 3), ("bernoulli", 2),
+                                                       ("gaussian", 1)])
+def test_statistics_reuse_the_training_forward_and_equal_the_separate_pass(monkeypatch, net, likelihood, n_samples):
+    """One forward pass per statistics step (the sampled targets need a second backward only), and the
+    factors of a five-step run equal those of the same run with the engine's separate pass."""
+    make, X, y = nets_and_batches(net)
+    targets = {"categorical": y, "bernoulli": (torch.rand(X.shape[0], 4 if net == "mlp" else 5,
+                                                          generator=torch.Generator().manual_seed(1)) < 0.5).to(DT),
+               "gaussian": torch.zeros(X.shape[0], 4 if net == "mlp" else 5, dtype=DT)}[likelihood]
+    loss_fn = {"categorical": nn.functional.cross_entropy, "bernoulli": nn.functional.binary_cross_entropy_with_logits,
+               "gaussian": nn.functional.mse_loss}[likelihood]
+
+    def run():
+        model = Counted(make())
+        opt = KFAC(model, lr=0.05, damping=1e-2, inverse_every=2, likelihood=likelihood, n_samples=n_samples,
+                   sigma=0.8, generator=torch.Generator().manual_seed(3))
+        for _ in range(5):
+            opt.zero_grad()
+            loss_fn(model(X), targets).backward()
+            opt.step()
+        return model, opt
+
+    model, opt = run()
+    assert model.calls == 5 and opt.factor_updates == 5  # no second forward
+    monkeypatch.setattr(KFAC, "_reuses_forward", lambda self: False)  # the engine's separate pass
+    ref_model, ref = run()
+    assert ref_model.calls == 10 and ref.factor_updates == 5
+    for (a, g), (ra, rg) in zip(opt.factors(), ref.factors()):
+        torch.testing.assert_close(a, ra, rtol=1e-12, atol=1e-15)  # float64: the same operations, round-off
+        torch.testing.assert_close(g, rg, rtol=1e-12, atol=1e-15)
+    for p, q in zip(model.parameters(), ref_model.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-15)
+
+
+def test_training_gradient_is_untouched_by_the_reused_graph():
+    """The statistics' backward keeps the training graph: the user's backward still gives the plain
+    gradient of the loss."""
+    X, y = data()
+    model, twin = mlp(), mlp()
+    opt = KFAC(model, generator=torch.Generator().manual_seed(0))
+    loss = nn.functional.cross_entropy(model(X), y)
+    assert opt.factor_updates == 1
+    loss.backward()
+    nn.functional.cross_entropy(twin(X), y).backward()
+    for p, q in zip(model.parameters(), twin.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-12, atol=1e-15)
+
+
+def test_layer_called_twice_falls_back_to_the_engine_pass():
+    """A layer applied twice per pass is not the structured case: the separate pass (and its error)."""
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(5, 5).to(DT)
+
+        def forward(self, x):
+            return self.lin(torch.tanh(self.lin(x)))
+
+    model = Twice()
+    opt = KFAC(model, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(fb.errors.UnsupportedError, match="exactly once|called 2 times"):
+        model(data()[0])
+    assert opt.factor_updates == 0

@@ -186,12 +186,17 @@ class KFAC(torch.optim.Optimizer):
     the factors and the schedule alone: evaluation passes (``model.eval()`` or ``torch.no_grad()``),
     every pass of the curvature engine on the same model (a user's :func:`fisherbook.curvature.fisher`
     call, EWC's or a Laplace fit's Fisher: passes made from inside :mod:`fisherbook.curvature`), and
-    the user's passes inside a :meth:`no_statistics` block. For ``fisher_type="mc"`` the
-    model's batch (the rows of its first positional tensor argument) goes to the curvature engine,
-    :func:`fisherbook.curvature.fisher` with ``kind="mc"`` and ``representation="kfac"``, which runs
-    the model once more, draws ``n_samples`` targets :math:`\hat y \sim p(y \mid f(x))` per example
-    from the model's output and back-propagates all of them at once to the layer outputs
-    (parameters' ``.grad`` untouched). For ``fisher_type="empirical"`` the gradients of the training
+    the user's passes inside a :meth:`no_statistics` block. For ``fisher_type="mc"``,
+    ``n_samples`` targets :math:`\hat y \sim p(y \mid f(x))` per example are drawn from the
+    training pass's outputs and back-propagated all at once to the layer outputs through the
+    training pass's own graph (kept for the user's ``backward``; parameters' ``.grad`` untouched):
+    one extra batched backward pass and no second forward, with the draws and factors of
+    :func:`fisherbook.curvature.fisher` with ``kind="mc"`` and ``representation="kfac"`` on the
+    batch. With ``factor_subset``, ``eigenvalue_corrected``, a ``DistributedDataParallel`` model
+    or a layer not called exactly once on ``(N, features)`` / ``(N, channels, height, width)``
+    inputs, the model's batch (the rows of its first positional tensor argument) goes to the
+    curvature engine instead, which runs the model once more (with dropout, the training pass's
+    own mask is then not the one of the statistics). For ``fisher_type="empirical"`` the gradients of the training
     loss itself are used (gathered by hooks during the user's ``backward``), multiplied by the
     number of examples (the loss must be a *mean* over examples). With :math:`N` examples,
 
@@ -443,6 +448,7 @@ class KFAC(torch.optim.Optimizer):
         self._paused = 0
         self._rows: tuple[int, Tensor] | None = None
         self._pending: dict[_Layer, dict[str, Any]] = {}
+        self._records: dict[_Layer, list[tuple[Tensor, Tensor]]] = {}
         self._handles: list[Any] = []
         self._finalizer = weakref.finalize(self, _remove_handles, self._handles)
         self.layers: list[tuple[str, _Layer]] = []
@@ -655,10 +661,18 @@ class KFAC(torch.optim.Optimizer):
         perm = torch.randperm(n, generator=g, device=g.device if g is not None else "cpu")
         return perm[: self._hp("factor_subset")].to(device)
 
+    def _reuses_forward(self) -> bool:
+        """Whether sampled-target statistics come from the training forward pass itself (no second
+        forward): ``fisher_type="mc"`` on the whole batch, K-FAC factors, no DDP wrapper."""
+        return (self._hp("fisher_type") == "mc" and self._hp("factor_subset") is None
+                and not self._hp("eigenvalue_corrected") and not _is_ddp(self.model))
+
     def _layer_hook(self, module: _Layer, args: tuple, output: Tensor) -> None:
-        if self._hp("fisher_type") != "empirical" or not self._collecting(module):
-            return
-        self._empirical_inputs(module, args[0], output)
+        if self._hp("fisher_type") == "empirical":
+            if self._collecting(module):
+                self._empirical_inputs(module, args[0], output)
+        elif self._reuses_forward() and self._collecting(module):
+            self._records.setdefault(module, []).append((args[0], output))
 
     def _empirical_inputs(self, module: _Layer, x: Tensor, output: Tensor) -> None:
         """Record a layer's input factor on the training pass and hook the gradient of its output."""
@@ -718,12 +732,81 @@ class KFAC(torch.optim.Optimizer):
 
     def _model_hook(self, module: nn.Module, args: tuple, output: Any) -> None:
         self._rows = None
+        records, self._records = self._records, {}
         if self._hp("fisher_type") != "mc" or not self.layers or not self._collecting(module):
             return
-        self._mc_statistics(args, output)
+        self._mc_statistics(args, output, records)
 
-    def _mc_statistics(self, args: tuple, output: Any) -> None:
-        """Sampled-target factors of the batch in ``args`` from the curvature engine."""
+    def _forward_statistics(self, records: dict[_Layer, list[tuple[Tensor, Tensor]]],
+                            output: Tensor) -> list[tuple[Tensor, Tensor]] | None:
+        r"""Sampled-target factors from the training forward pass: no second forward.
+
+        The layer hooks of the training pass recorded each layer's input :math:`\bar a` and output
+        :math:`s`; the targets :math:`\hat y` are drawn from the pass's outputs and back-propagated
+        to the :math:`s` through the training graph (kept for the user's ``backward``), exactly as
+        the curvature engine does on its own forward pass, with the same draws from the same
+        ``generator``. Returns ``None`` (the engine's separate pass is used) when a layer was not
+        called exactly once on ``(N, features)`` or ``(N, channels, height, width)`` inputs.
+        """
+        from ..curvature.likelihoods import get_likelihood  # optim depends on curvature, never the reverse
+
+        n = output.shape[0] if output.dim() > 0 else 0
+        if n == 0 or not output.requires_grad:
+            return None
+        acts, zs = [], []
+        for _, m in self.layers:
+            rec = records.get(m, [])
+            if len(rec) != 1:
+                return None
+            x, z = rec[0]
+            if not isinstance(z, Tensor) or not z.requires_grad or x.shape[0] != n:
+                return None
+            if isinstance(m, nn.Conv2d):
+                if x.dim() != 4:
+                    return None
+                padding = m.padding
+                assert not isinstance(padding, str)  # _kfac_layer admits numeric padding only
+                a = nn.functional.unfold(x.detach(), m.kernel_size, dilation=m.dilation, padding=padding,
+                                         stride=m.stride).transpose(1, 2)  # (N, T, I)
+                if m.bias is not None:
+                    a = torch.cat([a, a.new_ones(*a.shape[:2], 1)], dim=2)
+            else:
+                if x.dim() != 2:
+                    return None
+                a = x.detach()
+                if m.bias is not None:
+                    a = torch.cat([a, a.new_ones(n, 1)], dim=1)
+            acts.append(a)
+            zs.append(z)
+        f = output.reshape(n, -1)
+        if f.is_floating_point() and not bool(torch.isfinite(f).all()):
+            raise NonFiniteError(f"model output must be finite; it has {int((~torch.isfinite(f)).sum())} NaN or "
+                                 "infinite entries (check the model's parameters and inputs)")
+        lik = get_likelihood(self._hp("likelihood"), self._hp("sigma"))
+        cot = lik.output_factors(f.detach(), "mc", None, self._hp("n_samples"), self.generator).permute(2, 0, 1)
+        with torch.enable_grad():
+            if cot.shape[0] == 1:
+                raw = [None if b is None else b.unsqueeze(0) for b in torch.autograd.grad(
+                    f, zs, grad_outputs=cot[0], retain_graph=True, allow_unused=True)]
+            else:
+                raw = list(torch.autograd.grad(f, zs, grad_outputs=cot.contiguous(), is_grads_batched=True,
+                                               retain_graph=True, allow_unused=True))
+        factors = []
+        for a, b, z in zip(acts, raw, zs):
+            b = torch.zeros(cot.shape[0], *z.shape, dtype=f.dtype, device=f.device) if b is None else b.detach()
+            af = a.reshape(-1, a.shape[-1])
+            if a.dim() == 3:  # conv: b is (C, N, O, H', W'); G averages the T positions
+                per = b.flatten(3).reshape(-1, b.shape[2], a.shape[1])  # (C N, O, T)
+                factors.append((af.T @ af / n, torch.bmm(per, per.transpose(1, 2)).sum(0) / (n * a.shape[1])))
+            else:
+                bf = b.reshape(-1, b.shape[-1])
+                factors.append((af.T @ af / n, bf.T @ bf / n))
+        return factors
+
+    def _mc_statistics(self, args: tuple, output: Any,
+                       records: dict[_Layer, list[tuple[Tensor, Tensor]]] | None = None) -> None:
+        """Sampled-target factors of the batch in ``args``: from the training pass's own graph when
+        it allows (:meth:`_forward_statistics`), else from a separate pass of the curvature engine."""
         from ..curvature import fisher  # optim depends on curvature, never the reverse
 
         pos = next((k for k, x in enumerate(args) if isinstance(x, Tensor) and x.dim() > 0), None)
@@ -747,7 +830,10 @@ class KFAC(torch.optim.Optimizer):
         self._suspended = True
         scalings = None
         try:
-            if self._hp("eigenvalue_corrected"):
+            reused = self._forward_statistics(records, output) if records and self._reuses_forward() else None
+            if reused is not None:
+                factors = reused
+            elif self._hp("eigenvalue_corrected"):
                 from ..curvature import kfac_statistics
 
                 states = [self.state[m.weight] for _, m in self.layers]
