@@ -746,7 +746,9 @@ class KFAC(torch.optim.Optimizer):
         to the :math:`s` through the training graph (kept for the user's ``backward``), exactly as
         the curvature engine does on its own forward pass, with the same draws from the same
         ``generator``. Returns ``None`` (the engine's separate pass is used) when a layer was not
-        called exactly once on ``(N, features)`` or ``(N, channels, height, width)`` inputs.
+        called exactly once on ``(N, features)`` or ``(N, channels, height, width)`` inputs, or when
+        the training graph does not lead from the outputs to every layer's output (then the separate
+        pass draws its own targets).
         """
         from ..curvature.likelihoods import get_likelihood  # optim depends on curvature, never the reverse
 
@@ -791,9 +793,12 @@ class KFAC(torch.optim.Optimizer):
             else:
                 raw = list(torch.autograd.grad(f, zs, grad_outputs=cot.contiguous(), is_grads_batched=True,
                                                retain_graph=True, allow_unused=True))
+        if any(b is None for b in raw):  # a layer output the graph does not reach (checkpointing, unused layer)
+            return None
         factors = []
-        for a, b, z in zip(acts, raw, zs):
-            b = torch.zeros(cot.shape[0], *z.shape, dtype=f.dtype, device=f.device) if b is None else b.detach()
+        for a, b in zip(acts, raw):
+            assert b is not None  # checked above
+            b = b.detach()
             af = a.reshape(-1, a.shape[-1])
             if a.dim() == 3:  # conv: b is (C, N, O, H', W'); G averages the T positions
                 per = b.flatten(3).reshape(-1, b.shape[2], a.shape[1])  # (C N, O, T)
