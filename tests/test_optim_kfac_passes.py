@@ -235,3 +235,28 @@ def test_layer_called_twice_falls_back_to_the_engine_pass():
     with pytest.raises(fb.errors.UnsupportedError, match="exactly once|called 2 times"):
         model(data()[0])
     assert opt.factor_updates == 0
+
+
+def test_layer_outside_the_output_graph_takes_the_engine_pass():
+    """A layer whose output does not reach the model's output: the engine's pass (and its zero G),
+    not zeros made up by the optimiser; one extra forward."""
+    class Branch(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.used, self.unused = nn.Linear(5, 4).to(DT), nn.Linear(5, 3).to(DT)
+
+        def forward(self, x):
+            self.unused(x)  # computed, never used
+            return self.used(x)
+
+    X, _ = data()
+    model = Counted(Branch())
+    opt = KFAC(model, generator=torch.Generator().manual_seed(0))
+    model(X)
+    assert model.calls == 2 and opt.factor_updates == 1
+    ref = fb.curvature.fisher(model.net, X, likelihood="categorical", kind="mc", representation="kfac",
+                              generator=torch.Generator().manual_seed(0))
+    for (a, g), (ra, rg) in zip(opt.factors(), ref.factors):
+        torch.testing.assert_close(a, ra, rtol=1e-12, atol=1e-15)
+        torch.testing.assert_close(g, rg, rtol=1e-12, atol=1e-15)
+    assert float(opt.factors()[1][1].abs().max()) == 0.0

@@ -737,6 +737,22 @@ class KFAC(torch.optim.Optimizer):
             return
         self._mc_statistics(args, output, records)
 
+    def _rng_state(self, device: torch.device) -> Callable[[], None]:
+        """A function that puts the random stream of the sampled targets back to its present state."""
+        gen = self.generator
+        if gen is not None:
+            state = gen.get_state()
+
+            def restore() -> None:
+                gen.set_state(state)
+
+            return restore
+        if device.type == "cuda":
+            cuda_state = torch.cuda.get_rng_state(device)
+            return lambda: torch.cuda.set_rng_state(cuda_state, device)
+        cpu_state = torch.random.get_rng_state()
+        return lambda: torch.random.set_rng_state(cpu_state)
+
     def _forward_statistics(self, records: dict[_Layer, list[tuple[Tensor, Tensor]]],
                             output: Tensor) -> list[tuple[Tensor, Tensor]] | None:
         r"""Sampled-target factors from the training forward pass: no second forward.
@@ -747,8 +763,8 @@ class KFAC(torch.optim.Optimizer):
         the curvature engine does on its own forward pass, with the same draws from the same
         ``generator``. Returns ``None`` (the engine's separate pass is used) when a layer was not
         called exactly once on ``(N, features)`` or ``(N, channels, height, width)`` inputs, or when
-        the training graph does not lead from the outputs to every layer's output (then the separate
-        pass draws its own targets).
+        the training graph does not lead from the outputs to every layer's output (the random stream
+        is then put back, so that the separate pass draws the same targets).
         """
         from ..curvature.likelihoods import get_likelihood  # optim depends on curvature, never the reverse
 
@@ -785,6 +801,7 @@ class KFAC(torch.optim.Optimizer):
             raise NonFiniteError(f"model output must be finite; it has {int((~torch.isfinite(f)).sum())} NaN or "
                                  "infinite entries (check the model's parameters and inputs)")
         lik = get_likelihood(self._hp("likelihood"), self._hp("sigma"))
+        rng = self._rng_state(f.device)  # restored if the separate pass takes over: it draws the same targets
         cot = lik.output_factors(f.detach(), "mc", None, self._hp("n_samples"), self.generator).permute(2, 0, 1)
         with torch.enable_grad():
             if cot.shape[0] == 1:
@@ -794,6 +811,7 @@ class KFAC(torch.optim.Optimizer):
                 raw = list(torch.autograd.grad(f, zs, grad_outputs=cot.contiguous(), is_grads_batched=True,
                                                retain_graph=True, allow_unused=True))
         if any(b is None for b in raw):  # a layer output the graph does not reach (checkpointing, unused layer)
+            rng()
             return None
         factors = []
         for a, b in zip(acts, raw):
