@@ -260,3 +260,12 @@ def test_layer_outside_the_output_graph_takes_the_engine_pass():
         torch.testing.assert_close(a, ra, rtol=1e-12, atol=1e-15)
         torch.testing.assert_close(g, rg, rtol=1e-12, atol=1e-15)
     assert float(opt.factors()[1][1].abs().max()) == 0.0
+
+
+def test_a_layer_called_alone_before_the_pass_does_not_spoil_the_reuse():
+    X, _ = data()
+    model = Counted(mlp())
+    opt = KFAC(model, generator=torch.Generator().manual_seed(0))
+    model.net[0](X)  # a submodule on its own: no pass of the model
+    model(X)
+    assert model.calls == 1 and opt.factor_updates == 1  # the training pass's own graph, no second forward

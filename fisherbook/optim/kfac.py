@@ -519,6 +519,7 @@ class KFAC(torch.optim.Optimizer):
         _remove_handles(self._handles)
         self._handles.extend(m.register_forward_hook(_weak_hook(self, "_layer_hook")) for _, m in layers)
         self._handles.append(self.model.register_forward_hook(_weak_hook(self, "_model_hook")))
+        self._handles.append(self.model.register_forward_pre_hook(_weak_hook(self, "_model_pre_hook")))
 
     def remove_hooks(self) -> None:
         """Detach the hooks from the model (the optimiser stops gathering statistics)."""
@@ -729,6 +730,9 @@ class KFAC(torch.optim.Optimizer):
         self._fold(module, entry["A"], (g.T @ g) * (n * n / (m * positions)), m)
         if not self._pending:
             self._finish_collection()
+
+    def _model_pre_hook(self, module: nn.Module, args: tuple) -> None:
+        self._records = {}  # layer calls outside a pass of the model (a submodule called alone) do not count
 
     def _model_hook(self, module: nn.Module, args: tuple, output: Any) -> None:
         self._rows = None
