@@ -184,9 +184,10 @@ class KFAC(torch.optim.Optimizer):
     On steps that refresh the factors (every ``factor_every`` steps), the first forward pass of
     ``model`` in training mode with gradients enabled triggers the statistics. Other passes leave
     the factors and the schedule alone: evaluation passes (``model.eval()`` or ``torch.no_grad()``),
-    every pass of the curvature engine on the same model (a user's :func:`fisherbook.curvature.fisher`
-    call, EWC's or a Laplace fit's Fisher: passes made from inside :mod:`fisherbook.curvature`), and
-    the user's passes inside a :meth:`no_statistics` block. For ``fisher_type="mc"``,
+    every pass of the curvature engine on the same model (passes made from inside
+    :mod:`fisherbook.curvature`: a user's :func:`fisherbook.curvature.fisher` call and what is built on
+    it, such as :func:`~fisherbook.continual.fisher.diagonal_fisher` or a Laplace fit), and the passes inside
+    a :meth:`no_statistics` block. For ``fisher_type="mc"``,
     ``n_samples`` targets :math:`\hat y \sim p(y \mid f(x))` per example are drawn from the
     training pass's outputs and back-propagated all at once to the layer outputs through the
     training pass's own graph (kept for the user's ``backward``; parameters' ``.grad`` untouched):
@@ -529,9 +530,11 @@ class KFAC(torch.optim.Optimizer):
     def no_statistics(self) -> Iterator[None]:
         """A block whose forward and backward passes gather no factor statistics.
 
-        For passes of the user's own in training mode with gradients enabled that are not the
-        training step (adversarial examples, an importance measure, a gradient check): outside such a
-        block, the first of them on a statistics step would be taken for the training pass.
+        For other passes in training mode with gradients enabled that are not the training step
+        (adversarial examples, a gradient check, fisherbook functions that run the model themselves
+        rather than through :mod:`fisherbook.curvature`, such as
+        :func:`~fisherbook.continual.fisher.batched_empirical_fisher`): outside such a block, the first of
+        them on a statistics step would be taken for the training pass.
         Evaluation passes (``model.eval()`` or ``torch.no_grad()``) and the curvature engine's passes
         are never gathered and need no block. Blocks nest; collection resumes when the outermost
         ends, on error too.
