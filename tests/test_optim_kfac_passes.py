@@ -269,3 +269,17 @@ def test_a_layer_called_alone_before_the_pass_does_not_spoil_the_reuse():
     model.net[0](X)  # a submodule on its own: no pass of the model
     model(X)
     assert model.calls == 1 and opt.factor_updates == 1  # the training pass's own graph, no second forward
+
+
+def test_fisher_built_on_the_engine_is_not_gathered():
+    """EWC's diagonal Fisher goes through the curvature engine: its passes are not the training pass."""
+    from fisherbook.continual import diagonal_fisher
+
+    X, y = data()
+    model = mlp()
+    opt = KFAC(model, generator=torch.Generator().manual_seed(0))
+    train_step(opt, model, X, y)
+    before = snapshot(opt)
+    diagonal_fisher(model, 2 * X, kind="mc", generator=torch.Generator().manual_seed(1))
+    assert_same_factors(opt.factors(), before)
+    assert opt.factor_updates == 1
