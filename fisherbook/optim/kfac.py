@@ -29,9 +29,11 @@ optimiser (``KFAC.precondition``).
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeGuard
 
 import torch
@@ -55,6 +57,22 @@ _MODEL_WIDE = ("kl_clip", "factor_every", "inverse_every", "adapt_every", "n_sam
 
 
 _Layer = nn.Linear | nn.Conv2d
+
+#: the curvature engine's package: a forward pass it makes is never a training pass
+_ENGINE = __name__.split(".")[0] + ".curvature"
+
+
+def _in_engine_pass() -> bool:
+    """Whether the caller runs inside a :mod:`fisherbook.curvature` function (a frame of that package
+    is on the call stack): the engine's forward passes (``fisher``, ``kfac_statistics``, the
+    per-example and Jacobian passes under ``torch.func``) are not the user's training pass."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        name = frame.f_globals.get("__name__", "")
+        if name == _ENGINE or name.startswith(_ENGINE + "."):
+            return True
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
 
 
 def _is_ddp(model: nn.Module) -> bool:
@@ -163,13 +181,23 @@ class KFAC(torch.optim.Optimizer):
             loss.backward()
             opt.step()
 
-    On steps that refresh the factors (every ``factor_every`` steps), a forward pass of ``model``
-    in training mode with gradients enabled triggers the statistics. For ``fisher_type="mc"`` the
-    model's batch (the rows of its first positional tensor argument) goes to the curvature engine,
-    :func:`fisherbook.curvature.fisher` with ``kind="mc"`` and ``representation="kfac"``, which runs
-    the model once more, draws ``n_samples`` targets :math:`\hat y \sim p(y \mid f(x))` per example
-    from the model's output and back-propagates all of them at once to the layer outputs
-    (parameters' ``.grad`` untouched). For ``fisher_type="empirical"`` the gradients of the training
+    On steps that refresh the factors (every ``factor_every`` steps), the first forward pass of
+    ``model`` in training mode with gradients enabled triggers the statistics. Other passes leave
+    the factors and the schedule alone: evaluation passes (``model.eval()`` or ``torch.no_grad()``),
+    every pass of the curvature engine on the same model (passes made from inside
+    :mod:`fisherbook.curvature`: a user's :func:`fisherbook.curvature.fisher` call and what is built on
+    it, such as :func:`~fisherbook.continual.fisher.diagonal_fisher` or a Laplace fit), and the passes inside
+    a :meth:`no_statistics` block. For ``fisher_type="mc"``,
+    ``n_samples`` targets :math:`\hat y \sim p(y \mid f(x))` per example are drawn from the
+    training pass's outputs and back-propagated all at once to the layer outputs through the
+    training pass's own graph (kept for the user's ``backward``; parameters' ``.grad`` untouched):
+    one extra batched backward pass and no second forward, with the draws and factors of
+    :func:`fisherbook.curvature.fisher` with ``kind="mc"`` and ``representation="kfac"`` on the
+    batch. With ``factor_subset``, ``eigenvalue_corrected``, a ``DistributedDataParallel`` model
+    or a layer not called exactly once on ``(N, features)`` / ``(N, channels, height, width)``
+    inputs, the model's batch (the rows of its first positional tensor argument) goes to the
+    curvature engine instead, which runs the model once more (with dropout, the training pass's
+    own mask is then not the one of the statistics). For ``fisher_type="empirical"`` the gradients of the training
     loss itself are used (gathered by hooks during the user's ``backward``), multiplied by the
     number of examples (the loss must be a *mean* over examples). With :math:`N` examples,
 
@@ -418,8 +446,10 @@ class KFAC(torch.optim.Optimizer):
         self._counters: dict[str, Any] = {"step": 0, "factor_updates": 0, "collect": True}
         self.last_rho: float | None = None
         self._suspended = False
+        self._paused = 0
         self._rows: tuple[int, Tensor] | None = None
         self._pending: dict[_Layer, dict[str, Any]] = {}
+        self._records: dict[_Layer, list[tuple[Tensor, Tensor]]] = {}
         self._handles: list[Any] = []
         self._finalizer = weakref.finalize(self, _remove_handles, self._handles)
         self.layers: list[tuple[str, _Layer]] = []
@@ -490,10 +520,44 @@ class KFAC(torch.optim.Optimizer):
         _remove_handles(self._handles)
         self._handles.extend(m.register_forward_hook(_weak_hook(self, "_layer_hook")) for _, m in layers)
         self._handles.append(self.model.register_forward_hook(_weak_hook(self, "_model_hook")))
+        self._handles.append(self.model.register_forward_pre_hook(_weak_hook(self, "_model_pre_hook")))
 
     def remove_hooks(self) -> None:
         """Detach the hooks from the model (the optimiser stops gathering statistics)."""
         _remove_handles(self._handles)
+
+    @contextmanager
+    def no_statistics(self) -> Iterator[None]:
+        """A block whose forward and backward passes gather no factor statistics.
+
+        For other passes in training mode with gradients enabled that are not the training step
+        (adversarial examples, a gradient check, fisherbook functions that run the model themselves
+        rather than through :mod:`fisherbook.curvature`, such as
+        :func:`~fisherbook.continual.fisher.batched_empirical_fisher`): outside such a block, the first of
+        them on a statistics step would be taken for the training pass.
+        Evaluation passes (``model.eval()`` or ``torch.no_grad()``) and the curvature engine's passes
+        are never gathered and need no block. Blocks nest; collection resumes when the outermost
+        ends, on error too.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from fisherbook.optim import KFAC
+        >>> model = torch.nn.Linear(3, 2)
+        >>> opt = KFAC(model, generator=torch.Generator().manual_seed(0))
+        >>> with opt.no_statistics():
+        ...     _ = model(torch.randn(8, 3))
+        >>> opt.factor_updates
+        0
+        >>> _ = model(torch.randn(8, 3))  # a training pass
+        >>> opt.factor_updates
+        1
+        """
+        self._paused += 1
+        try:
+            yield
+        finally:
+            self._paused -= 1
 
     def __enter__(self) -> KFAC:
         return self
@@ -591,7 +655,9 @@ class KFAC(torch.optim.Optimizer):
 
     # ------------------------------------------------------------------ statistics
     def _collecting(self, module: nn.Module) -> bool:
-        return (self._counters["collect"] and not self._suspended and module.training and torch.is_grad_enabled())
+        """Whether this forward pass is a training pass whose statistics are due (cheap tests first)."""
+        return (self._counters["collect"] and not self._suspended and not self._paused and module.training
+                and torch.is_grad_enabled() and not _in_engine_pass())
 
     def _subset(self, n: int, device: torch.device) -> Tensor:
         """Indices of ``min(factor_subset, n)`` of ``n`` rows drawn without replacement."""
@@ -599,10 +665,18 @@ class KFAC(torch.optim.Optimizer):
         perm = torch.randperm(n, generator=g, device=g.device if g is not None else "cpu")
         return perm[: self._hp("factor_subset")].to(device)
 
+    def _reuses_forward(self) -> bool:
+        """Whether sampled-target statistics come from the training forward pass itself (no second
+        forward): ``fisher_type="mc"`` on the whole batch, K-FAC factors, no DDP wrapper."""
+        return (self._hp("fisher_type") == "mc" and self._hp("factor_subset") is None
+                and not self._hp("eigenvalue_corrected") and not _is_ddp(self.model))
+
     def _layer_hook(self, module: _Layer, args: tuple, output: Tensor) -> None:
-        if self._hp("fisher_type") != "empirical" or not self._collecting(module):
-            return
-        self._empirical_inputs(module, args[0], output)
+        if self._hp("fisher_type") == "empirical":
+            if self._collecting(module):
+                self._empirical_inputs(module, args[0], output)
+        elif self._reuses_forward() and self._collecting(module):
+            self._records.setdefault(module, []).append((args[0], output))
 
     def _empirical_inputs(self, module: _Layer, x: Tensor, output: Tensor) -> None:
         """Record a layer's input factor on the training pass and hook the gradient of its output."""
@@ -660,14 +734,109 @@ class KFAC(torch.optim.Optimizer):
         if not self._pending:
             self._finish_collection()
 
+    def _model_pre_hook(self, module: nn.Module, args: tuple) -> None:
+        self._records = {}  # layer calls outside a pass of the model (a submodule called alone) do not count
+
     def _model_hook(self, module: nn.Module, args: tuple, output: Any) -> None:
         self._rows = None
+        records, self._records = self._records, {}
         if self._hp("fisher_type") != "mc" or not self.layers or not self._collecting(module):
             return
-        self._mc_statistics(args, output)
+        self._mc_statistics(args, output, records)
 
-    def _mc_statistics(self, args: tuple, output: Any) -> None:
-        """Sampled-target factors of the batch in ``args`` from the curvature engine."""
+    def _rng_state(self, device: torch.device) -> Callable[[], None]:
+        """A function that puts the random stream of the sampled targets back to its present state."""
+        gen = self.generator
+        if gen is not None:
+            state = gen.get_state()
+
+            def restore() -> None:
+                gen.set_state(state)
+
+            return restore
+        if device.type == "cuda":
+            cuda_state = torch.cuda.get_rng_state(device)
+            return lambda: torch.cuda.set_rng_state(cuda_state, device)
+        cpu_state = torch.random.get_rng_state()
+        return lambda: torch.random.set_rng_state(cpu_state)
+
+    def _forward_statistics(self, records: dict[_Layer, list[tuple[Tensor, Tensor]]],
+                            output: Tensor) -> list[tuple[Tensor, Tensor]] | None:
+        r"""Sampled-target factors from the training forward pass: no second forward.
+
+        The layer hooks of the training pass recorded each layer's input :math:`\bar a` and output
+        :math:`s`; the targets :math:`\hat y` are drawn from the pass's outputs and back-propagated
+        to the :math:`s` through the training graph (kept for the user's ``backward``), exactly as
+        the curvature engine does on its own forward pass, with the same draws from the same
+        ``generator``. Returns ``None`` (the engine's separate pass is used) when a layer was not
+        called exactly once on ``(N, features)`` or ``(N, channels, height, width)`` inputs, or when
+        the training graph does not lead from the outputs to every layer's output (the random stream
+        is then put back, so that the separate pass draws the same targets).
+        """
+        from ..curvature.likelihoods import get_likelihood  # optim depends on curvature, never the reverse
+
+        n = output.shape[0] if output.dim() > 0 else 0
+        if n == 0 or not output.requires_grad:
+            return None
+        acts, zs = [], []
+        for _, m in self.layers:
+            rec = records.get(m, [])
+            if len(rec) != 1:
+                return None
+            x, z = rec[0]
+            if not isinstance(z, Tensor) or not z.requires_grad or x.shape[0] != n:
+                return None
+            if isinstance(m, nn.Conv2d):
+                if x.dim() != 4:
+                    return None
+                padding = m.padding
+                assert not isinstance(padding, str)  # _kfac_layer admits numeric padding only
+                a = nn.functional.unfold(x.detach(), m.kernel_size, dilation=m.dilation, padding=padding,
+                                         stride=m.stride).transpose(1, 2)  # (N, T, I)
+                if m.bias is not None:
+                    a = torch.cat([a, a.new_ones(*a.shape[:2], 1)], dim=2)
+            else:
+                if x.dim() != 2:
+                    return None
+                a = x.detach()
+                if m.bias is not None:
+                    a = torch.cat([a, a.new_ones(n, 1)], dim=1)
+            acts.append(a)
+            zs.append(z)
+        f = output.reshape(n, -1)
+        if f.is_floating_point() and not bool(torch.isfinite(f).all()):
+            raise NonFiniteError(f"model output must be finite; it has {int((~torch.isfinite(f)).sum())} NaN or "
+                                 "infinite entries (check the model's parameters and inputs)")
+        lik = get_likelihood(self._hp("likelihood"), self._hp("sigma"))
+        rng = self._rng_state(f.device)  # restored if the separate pass takes over: it draws the same targets
+        cot = lik.output_factors(f.detach(), "mc", None, self._hp("n_samples"), self.generator).permute(2, 0, 1)
+        with torch.enable_grad():
+            if cot.shape[0] == 1:
+                raw = [None if b is None else b.unsqueeze(0) for b in torch.autograd.grad(
+                    f, zs, grad_outputs=cot[0], retain_graph=True, allow_unused=True)]
+            else:
+                raw = list(torch.autograd.grad(f, zs, grad_outputs=cot.contiguous(), is_grads_batched=True,
+                                               retain_graph=True, allow_unused=True))
+        if any(b is None for b in raw):  # a layer output the graph does not reach (checkpointing, unused layer)
+            rng()
+            return None
+        factors = []
+        for a, b in zip(acts, raw):
+            assert b is not None  # checked above
+            b = b.detach()
+            af = a.reshape(-1, a.shape[-1])
+            if a.dim() == 3:  # conv: b is (C, N, O, H', W'); G averages the T positions
+                per = b.flatten(3).reshape(-1, b.shape[2], a.shape[1])  # (C N, O, T)
+                factors.append((af.T @ af / n, torch.bmm(per, per.transpose(1, 2)).sum(0) / (n * a.shape[1])))
+            else:
+                bf = b.reshape(-1, b.shape[-1])
+                factors.append((af.T @ af / n, bf.T @ bf / n))
+        return factors
+
+    def _mc_statistics(self, args: tuple, output: Any,
+                       records: dict[_Layer, list[tuple[Tensor, Tensor]]] | None = None) -> None:
+        """Sampled-target factors of the batch in ``args``: from the training pass's own graph when
+        it allows (:meth:`_forward_statistics`), else from a separate pass of the curvature engine."""
         from ..curvature import fisher  # optim depends on curvature, never the reverse
 
         pos = next((k for k, x in enumerate(args) if isinstance(x, Tensor) and x.dim() > 0), None)
@@ -691,7 +860,10 @@ class KFAC(torch.optim.Optimizer):
         self._suspended = True
         scalings = None
         try:
-            if self._hp("eigenvalue_corrected"):
+            reused = self._forward_statistics(records, output) if records and self._reuses_forward() else None
+            if reused is not None:
+                factors = reused
+            elif self._hp("eigenvalue_corrected"):
                 from ..curvature import kfac_statistics
 
                 states = [self.state[m.weight] for _, m in self.layers]
