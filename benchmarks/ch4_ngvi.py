@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fisherbook.bayes.ngvi import gaussian_elbo, gaussian_linear_posterior, gradient_vi, ngvi
+from fisherbook.bayes.ngvi import gaussian_elbo, gaussian_linear_posterior, gradient_vi, natural_gradient_vi
 from fisherbook.errors import ConvergenceError
 
 HERE = Path(__file__).resolve().parent
@@ -68,7 +68,7 @@ def optimum(model: str, X: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
     if model == "conjugate":
         m, P = gaussian_linear_posterior(X, y, noise_scale=NOISE, prior_precision=1.0)
     else:
-        res = ngvi(X, y, rho=1.0, n_steps=200, **kw)
+        res = natural_gradient_vi(X, y, rho=1.0, n_steps=200, **kw)
         m, P = res.mean, res.precision
     mean = m.clone().requires_grad_(True)
     cov = torch.linalg.inv(P).clone().requires_grad_(True)
@@ -100,7 +100,7 @@ def run(seeds: list[int], old: list[dict[str, Any]] | None = None) -> dict[str, 
                     t0 = time.process_time()
                     try:
                         if method == "ngvi":
-                            res = ngvi(X, y, rho=value, n_steps=BUDGET[method], **kwargs(model))
+                            res = natural_gradient_vi(X, y, rho=value, n_steps=BUDGET[method], **kwargs(model))
                         else:
                             res = gradient_vi(X, y, lr=value, n_steps=BUDGET[method], **kwargs(model))
                         path = res.elbo.numpy()

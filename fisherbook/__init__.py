@@ -37,7 +37,7 @@ from .bayes import (
     influence_scores,
     laplace_log_evidence,
     leave_one_out,
-    ngvi,
+    natural_gradient_vi,
     nig_linear_log_evidence,
     objective_curvature,
     per_example_loss,
@@ -275,5 +275,5 @@ __all__ = [
     "gaussian_linear_posterior",
     "glm_expectations",
     "gradient_vi",
-    "ngvi",
+    "natural_gradient_vi",
 ]

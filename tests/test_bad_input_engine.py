@@ -115,7 +115,7 @@ CASES = {
     "state_visitation": [
         (lambda: fb.optim.state_visitation(_MDP, torch.full((3, 2), float("nan"), dtype=D)), ValueError, "finite"),
     ],
-    "policy_gradient": [(lambda: fb.optim.policy_gradient(_MDP, torch.zeros(3, 3, dtype=D)), ValueError, "theta")],
+    "exact_policy_gradient": [(lambda: fb.optim.exact_policy_gradient(_MDP, torch.zeros(3, 3, dtype=D)), ValueError, "theta")],
     "policy_fisher": [(lambda: fb.optim.policy_fisher(_MDP, "theta"), TypeError, "theta")],
     "natural_policy_gradient": [
         (lambda: fb.optim.natural_policy_gradient(_MDP, torch.zeros(3, 2, 1, dtype=D)), ValueError, "theta"),

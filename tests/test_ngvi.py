@@ -57,7 +57,7 @@ def test_one_natural_step_with_rho_one_is_the_conjugate_posterior(start):
     P0 = _spd(3, 5)
     m0 = torch.tensor([0.3, -1.0, 2.0], dtype=D)
     init = {} if start == "prior" else dict(init_mean=torch.tensor([5.0, 5.0, -5.0], dtype=D), init_precision=_spd(3, 7))
-    res = nv.ngvi(X, y, prior_precision=P0, prior_mean=m0, likelihood="gaussian", noise_scale=sigma, rho=1.0,
+    res = nv.natural_gradient_vi(X, y, prior_precision=P0, prior_mean=m0, likelihood="gaussian", noise_scale=sigma, rho=1.0,
                   n_steps=1, **init)
     m, P = nv.gaussian_linear_posterior(X, y, noise_scale=sigma, prior_precision=P0, prior_mean=m0)
     assert torch.allclose(res.precision, P, rtol=1e-13, atol=1e-12)
@@ -70,7 +70,7 @@ def test_rho_below_one_interpolates_the_natural_parameters():
     m_star, P_star = nv.gaussian_linear_posterior(X, y, noise_scale=sigma, prior_precision=1.0)
     m1 = torch.tensor([1.0, 2.0, 3.0], dtype=D)
     P1 = _spd(3, 1)
-    res = nv.ngvi(X, y, prior_precision=1.0, likelihood="gaussian", noise_scale=sigma, rho=0.3, n_steps=2,
+    res = nv.natural_gradient_vi(X, y, prior_precision=1.0, likelihood="gaussian", noise_scale=sigma, rho=0.3, n_steps=2,
                   init_mean=m1, init_precision=P1)
     P2 = 0.49 * P1 + (1 - 0.49) * P_star
     b2 = 0.49 * P1 @ m1 + (1 - 0.49) * P_star @ m_star
@@ -83,7 +83,7 @@ def test_ordinary_gradient_vi_needs_many_steps_on_the_conjugate_model():
     kw = dict(prior_precision=1.0, likelihood="gaussian", noise_scale=sigma)
     m, P = nv.gaussian_linear_posterior(X, y, noise_scale=sigma, prior_precision=1.0)
     best = float(nv.gaussian_elbo(X, y, m, torch.linalg.inv(P), **kw))
-    nat = nv.ngvi(X, y, n_steps=1, **kw)
+    nat = nv.natural_gradient_vi(X, y, n_steps=1, **kw)
     assert abs(float(nat.elbo[1]) - best) < 1e-9
     adam = nv.gradient_vi(X, y, lr=0.05, n_steps=600, **kw)
     gaps = best - adam.elbo.numpy()
@@ -94,7 +94,7 @@ def test_ordinary_gradient_vi_needs_many_steps_on_the_conjugate_model():
 
 def test_logistic_fixed_point_has_zero_elbo_gradient_by_autodiff():
     X, y = _logistic()
-    res = nv.ngvi(X, y, prior_precision=1.0, rho=1.0, n_steps=40, n_quad=60)
+    res = nv.natural_gradient_vi(X, y, prior_precision=1.0, rho=1.0, n_steps=40, n_quad=60)
     assert abs(float(res.elbo[-1] - res.elbo[-2])) < 1e-12
     assert np.all(np.diff(res.elbo.numpy()[:8]) > -1e-10)  # the ELBO rises from the prior
     mean = res.mean.clone().requires_grad_(True)
@@ -116,7 +116,7 @@ def test_logistic_fixed_point_has_zero_elbo_gradient_by_autodiff():
 
 def test_adam_on_the_elbo_reaches_the_same_logistic_optimum():
     X, y = _logistic(1, n=40, d=2)
-    nat = nv.ngvi(X, y, prior_precision=1.0, n_steps=30)
+    nat = nv.natural_gradient_vi(X, y, prior_precision=1.0, n_steps=30)
     adam = nv.gradient_vi(X, y, prior_precision=1.0, lr=0.03, n_steps=1500)
     assert abs(float(adam.elbo[-1] - nat.elbo[-1])) < 1e-7
     assert torch.allclose(adam.mean, nat.mean, atol=1e-3) and torch.allclose(adam.precision, nat.precision, rtol=1e-2)
@@ -145,4 +145,4 @@ def test_blr_step_refuses_an_indefinite_precision():
                     torch.zeros(1, 1, dtype=D), prior_precision=1.0, rho=2.0)
     with pytest.raises(fb.errors.ConvergenceError, match="rho"):
         X, y = _logistic()
-        nv.ngvi(X, y, prior_precision=1.0, rho=3.0, n_steps=20)
+        nv.natural_gradient_vi(X, y, prior_precision=1.0, rho=3.0, n_steps=20)

@@ -35,7 +35,7 @@ def _value_iteration(mdp: pgm.TabularMDP, n: int = 2000) -> torch.Tensor:
 @given(seed=st.integers(0, 10_000), gamma=st.floats(0.0, 0.99), scale=st.floats(0.0, 5.0))
 def test_exact_gradient_against_autodiff_and_finite_differences(seed, gamma, scale):
     mdp, theta = _mdp(seed, gamma=gamma), _theta(seed, scale=scale)
-    g = pgm.policy_gradient(mdp, theta)
+    g = pgm.exact_policy_gradient(mdp, theta)
     auto = torch.func.grad(lambda t: pgm.expected_return(mdp, t))(theta)
     assert torch.allclose(g, auto, atol=1e-10 / (1 - gamma))
     # central differences of the exact return (error O(h^2) ~ 1e-10 with h = 1e-5)
@@ -98,7 +98,7 @@ def test_policy_fisher_against_autodiff_score_outer_products_and_kl_hessian(seed
 def test_npg_equals_pinv_and_the_soft_policy_iteration_closed_form(seed):
     mdp, theta = _mdp(seed), _theta(seed)
     nat = pgm.natural_policy_gradient(mdp, theta)
-    pinv = torch.linalg.pinv(pgm.policy_fisher(mdp, theta), hermitian=True) @ pgm.policy_gradient(mdp, theta).reshape(-1)
+    pinv = torch.linalg.pinv(pgm.policy_fisher(mdp, theta), hermitian=True) @ pgm.exact_policy_gradient(mdp, theta).reshape(-1)
     assert torch.allclose(nat.reshape(-1), pinv, atol=1e-9)
     # one NPG step: pi' proportional to pi exp(eta A / (1 - gamma))  (Agarwal et al. 2021)
     eta = 0.7
@@ -130,7 +130,7 @@ def test_trpo_step_satisfies_the_kl_constraint_and_improves(max_kl):
     nat = pgm.natural_policy_gradient(mdp, theta).reshape(-1)
     assert torch.allclose(direction / direction.norm(), nat / nat.norm(), atol=1e-12)
     # the full step's length makes the quadratic model of the KL equal the budget; the true KL differs at third order
-    g = pgm.policy_gradient(mdp, theta).reshape(-1)
+    g = pgm.exact_policy_gradient(mdp, theta).reshape(-1)
     beta = (2 * max_kl / float(g @ nat)) ** 0.5
     full_kl = float(pgm.policy_kl(mdp, theta, theta + beta * nat.reshape(theta.shape)))
     assert abs(0.5 * beta**2 * float(nat @ pgm.policy_fisher(mdp, theta) @ nat) / max_kl - 1) < 1e-10

@@ -24,7 +24,7 @@ from __future__ import annotations
 from .calibration import calibration_curve, expected_calibration_error
 from .influence import fit_newton, influence_scores, leave_one_out, objective_curvature, per_example_loss
 from .laplace import LastLayerLaplace
-from .ngvi import blr_step, gaussian_elbo, gaussian_linear_posterior, glm_expectations, gradient_vi, ngvi
+from .ngvi import blr_step, gaussian_elbo, gaussian_linear_posterior, glm_expectations, gradient_vi, natural_gradient_vi
 from .selection import (
     bic,
     gaussian_linear_log_evidence,
@@ -39,5 +39,5 @@ __all__ = [
     "LastLayerLaplace", "calibration_curve", "expected_calibration_error",
     "bic", "gaussian_linear_log_evidence", "laplace_log_evidence", "nig_linear_log_evidence", "polynomial_design",
     "free_energy", "rlct_estimate", "tempered_mean", "wbic", "wbic_temperature",
-    "blr_step", "gaussian_elbo", "gaussian_linear_posterior", "glm_expectations", "gradient_vi", "ngvi",
+    "blr_step", "gaussian_elbo", "gaussian_linear_posterior", "glm_expectations", "gradient_vi", "natural_gradient_vi",
 ]

@@ -60,7 +60,7 @@ __all__ = [
     "gaussian_linear_posterior",
     "glm_expectations",
     "gradient_vi",
-    "ngvi",
+    "natural_gradient_vi",
 ]
 
 _LIKELIHOODS = ("gaussian", "bernoulli")
@@ -433,7 +433,7 @@ def _start(mean: Any, precision: Any, d: int, P0: Tensor, m0: Tensor) -> tuple[T
     return _gaussian(m, P, d, ("init_mean", "init_precision"))
 
 
-def ngvi(
+def natural_gradient_vi(
     X: Any, y: Any, *, prior_precision: Any, prior_mean: Any = None, likelihood: str = "bernoulli",
     noise_scale: float = 1.0, rho: float = 1.0, n_steps: int = 20, init_mean: Any = None,
     init_precision: Any = None, n_quad: int = 32,
@@ -474,7 +474,7 @@ def ngvi(
     --------
     >>> import torch
     >>> X = torch.tensor([[1.0, 0.5], [1.0, -1.0], [1.0, 2.0]]); y = torch.tensor([1.0, 0.0, 1.0])
-    >>> res = ngvi(X, y, prior_precision=1.0, n_steps=30)
+    >>> res = natural_gradient_vi(X, y, prior_precision=1.0, n_steps=30)
     >>> bool(res.elbo[-1] >= res.elbo[0]), bool(abs(res.elbo[-1] - res.elbo[-2]) < 1e-12)
     (True, True)
     """
@@ -517,7 +517,7 @@ def gradient_vi(
     Parameters
     ----------
     X, y, prior_precision, prior_mean, likelihood, noise_scale, n_quad
-        As in :func:`ngvi`.
+        As in :func:`natural_gradient_vi`.
     lr : float
         Learning rate, ``> 0``.
     n_steps : int
@@ -537,7 +537,7 @@ def gradient_vi(
     >>> import torch
     >>> X = torch.tensor([[1.0, 0.5], [1.0, -1.0], [1.0, 2.0]]); y = torch.tensor([1.0, 0.0, 1.0])
     >>> a = gradient_vi(X, y, prior_precision=1.0, lr=0.05, n_steps=2000)
-    >>> b = ngvi(X, y, prior_precision=1.0, n_steps=30)
+    >>> b = natural_gradient_vi(X, y, prior_precision=1.0, n_steps=30)
     >>> bool(abs(a.elbo[-1] - b.elbo[-1]) < 1e-6)
     True
     """

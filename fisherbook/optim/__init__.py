@@ -13,11 +13,11 @@ from .natural_gradient import NaturalGradient, natural_gradient_path
 from .policy_gradient import (
     TabularMDP,
     TRPOStep,
+    exact_policy_gradient,
     expected_return,
     natural_policy_gradient,
     optimal_values,
     policy_fisher,
-    policy_gradient,
     policy_kl,
     policy_optimization_path,
     policy_values,
@@ -31,6 +31,6 @@ from .shampoo import Shampoo
 __all__ = ["CGResult", "KFAC", "NaturalGradient", "conjugate_gradient", "natural_gradient_path", "Shampoo"]
 __all__ += [  # natural policy gradient and TRPO on tabular MDPs (chapter 4)
     "TabularMDP", "TRPOStep", "expected_return", "natural_policy_gradient", "optimal_values", "policy_fisher",
-    "policy_gradient", "policy_kl", "policy_optimization_path", "policy_values", "random_mdp", "softmax_policy",
+    "exact_policy_gradient", "policy_kl", "policy_optimization_path", "policy_values", "random_mdp", "softmax_policy",
     "state_visitation", "trpo_step",
 ]

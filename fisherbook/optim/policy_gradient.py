@@ -55,7 +55,7 @@ __all__ = [
     "optimal_values",
     "expected_return",
     "state_visitation",
-    "policy_gradient",
+    "exact_policy_gradient",
     "policy_fisher",
     "natural_policy_gradient",
     "policy_kl",
@@ -338,7 +338,7 @@ def state_visitation(mdp: TabularMDP, theta: Any) -> Tensor:
     return _visitation(mdp, torch.softmax(_theta(mdp, theta), -1))
 
 
-def policy_gradient(mdp: TabularMDP, theta: Any) -> Tensor:
+def exact_policy_gradient(mdp: TabularMDP, theta: Any) -> Tensor:
     r"""The exact gradient :math:`\partial J/\partial\theta_{sa} = d^\pi(s)\pi(a\mid s)A^\pi(s,a)/(1-\gamma)`.
 
     Parameters
@@ -358,7 +358,7 @@ def policy_gradient(mdp: TabularMDP, theta: Any) -> Tensor:
     >>> mdp = random_mdp(3, 2, generator=torch.Generator().manual_seed(1))
     >>> th = torch.zeros(3, 2, dtype=torch.float64, requires_grad=True)
     >>> auto = torch.autograd.grad(expected_return(mdp, th), th)[0]
-    >>> bool(torch.allclose(policy_gradient(mdp, th.detach()), auto, atol=1e-12))
+    >>> bool(torch.allclose(exact_policy_gradient(mdp, th.detach()), auto, atol=1e-12))
     True
     """
     mdp = _mdp(mdp)
@@ -407,7 +407,7 @@ def natural_policy_gradient(mdp: TabularMDP, theta: Any) -> Tensor:
     It equals :math:`(A^\pi - \bar A^\pi)/(1-\gamma)`, the advantage centred over actions in each
     state (Kakade 2001; Agarwal et al. 2021), computed so, which stays exact near deterministic
     policies where the Fisher's small eigenvalues defeat a numerical pseudo-inverse; the tests check
-    it against ``torch.linalg.pinv`` of :func:`policy_fisher` applied to :func:`policy_gradient`.
+    it against ``torch.linalg.pinv`` of :func:`policy_fisher` applied to :func:`exact_policy_gradient`.
 
     Parameters
     ----------
@@ -534,7 +534,7 @@ def trpo_step(
     delta = check_real(max_kl, "max_kl", low=0.0, open_low=True)
     shrink = check_real(backtrack, "backtrack", low=0.0, high=1.0, open_low=True, open_high=True)
     max_backtracks = check_int(max_backtracks, "max_backtracks", minimum=0)
-    g = policy_gradient(mdp, theta)
+    g = exact_policy_gradient(mdp, theta)
     x = natural_policy_gradient(mdp, theta)
     gx = float((g * x).sum())
     if not gx > 0:  # at a stationary point: nothing to do
@@ -592,7 +592,7 @@ def policy_optimization_path(
     returns = [float(expected_return(mdp, theta))]
     for _ in range(n_iter):
         if method == "pg":
-            theta = theta + eta * policy_gradient(mdp, theta)
+            theta = theta + eta * exact_policy_gradient(mdp, theta)
         elif method == "npg":
             theta = theta + eta * natural_policy_gradient(mdp, theta)
         else:
