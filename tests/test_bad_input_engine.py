@@ -28,6 +28,7 @@ X = torch.randn(6, 3, dtype=D)
 Y = torch.tensor([0, 1, 0, 1, 1, 0])
 NAN = torch.full((6, 3), float("nan"), dtype=D)
 A = torch.eye(4, dtype=D)
+_MDP = fb.optim.random_mdp(3, 2, generator=torch.Generator().manual_seed(0))
 
 CASES = {
     # curvature
@@ -94,12 +95,50 @@ CASES = {
         (lambda: fb.optim.Shampoo(_model().parameters(), lr=-1.0), ValueError, "lr"),
         (lambda: fb.optim.Shampoo(_model().parameters(), beta2=2.0), ValueError, "beta2"),
     ],
+    # natural policy gradient and TRPO on tabular MDPs (chapter 4)
+    "TabularMDP": [
+        (lambda: fb.optim.TabularMDP(torch.ones(2, 2, 2, dtype=D), torch.zeros(2, 2, dtype=D), 0.9,
+                                     torch.full((2,), 0.5, dtype=D)), ValueError, "summing to 1"),
+        (lambda: fb.optim.TabularMDP(_MDP.transitions, _MDP.rewards, 1.0, _MDP.start), ValueError, "gamma"),
+        (lambda: fb.optim.TabularMDP(_MDP.transitions, _MDP.rewards[:1], 0.9, _MDP.start), ValueError, "rewards"),
+        (lambda: fb.optim.TabularMDP(_MDP.transitions, _MDP.rewards, 0.9, torch.tensor([1.0, 0.0, 0.0], dtype=D)),
+         ValueError, "start"),
+    ],
+    "random_mdp": [
+        (lambda: fb.optim.random_mdp(3, 1), ValueError, "n_actions"),
+        (lambda: fb.optim.random_mdp(3, 2, generator=0), TypeError, "generator"),
+    ],
+    "softmax_policy": [(lambda: fb.optim.softmax_policy(torch.zeros(3, dtype=D)), ValueError, "theta")],
+    "policy_values": [(lambda: fb.optim.policy_values("mdp", torch.zeros(3, 2, dtype=D)), TypeError, "mdp")],
+    "optimal_values": [(lambda: fb.optim.optimal_values(_MDP, max_iter=0), ValueError, "max_iter")],
+    "expected_return": [(lambda: fb.optim.expected_return(_MDP, torch.zeros(2, 2, dtype=D)), ValueError, "theta")],
+    "state_visitation": [
+        (lambda: fb.optim.state_visitation(_MDP, torch.full((3, 2), float("nan"), dtype=D)), ValueError, "finite"),
+    ],
+    "exact_policy_gradient": [(lambda: fb.optim.exact_policy_gradient(_MDP, torch.zeros(3, 3, dtype=D)), ValueError, "theta")],
+    "policy_fisher": [(lambda: fb.optim.policy_fisher(_MDP, "theta"), TypeError, "theta")],
+    "natural_policy_gradient": [
+        (lambda: fb.optim.natural_policy_gradient(_MDP, torch.zeros(3, 2, 1, dtype=D)), ValueError, "theta"),
+    ],
+    "policy_kl": [(lambda: fb.optim.policy_kl(_MDP, torch.zeros(3, 2, dtype=D), torch.zeros(2, 3, dtype=D)),
+                   ValueError, "theta_new")],
+    "trpo_step": [
+        (lambda: fb.optim.trpo_step(_MDP, torch.zeros(3, 2, dtype=D), max_kl=0.0), ValueError, "max_kl"),
+        (lambda: fb.optim.trpo_step(_MDP, torch.zeros(3, 2, dtype=D), backtrack=1.0), ValueError, "backtrack"),
+    ],
+    "policy_optimization_path": [
+        (lambda: fb.optim.policy_optimization_path(_MDP, torch.zeros(3, 2, dtype=D), method="ppo", step_size=1.0,
+                                                   n_iter=2), ValueError, "method"),
+        (lambda: fb.optim.policy_optimization_path(_MDP, torch.zeros(3, 2, dtype=D), method="pg", step_size=-1.0,
+                                                   n_iter=2), ValueError, "step_size"),
+    ],
 }
 
 # classes (constructed by the engine, or plain result containers) and data: no argument checks to test here
 EXEMPT = {
     "CGResult", "KFAC", "NaturalGradient",  # optimisers: tests/test_optim_*_protocol.py
     "FisherFactor", "Operator", "Lanczos", "Eigenpairs", "SpectralDensity", "TraceEstimate",  # result containers
+    "TRPOStep",  # result container of fb.optim.trpo_step
 }
 
 

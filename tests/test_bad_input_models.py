@@ -543,6 +543,51 @@ CASES = [
      ["n_tasks"]),
     ("HeadView", "head past the outputs", lambda: HeadView(_lin(), (1, 2))(_cls()[0]), ShapeError, ["head", "(12, 2)"]),
     ("HeadView", "not a model", lambda: HeadView("net", (0,)), ArgumentTypeError, ["model"]),
+    # natural-gradient VI (chapter 4) ------------------------------------------------------------
+    ("gaussian_linear_posterior", "y of the wrong length", lambda: bayes.gaussian_linear_posterior(
+        torch.ones(3, 2, dtype=D), torch.ones(4, dtype=D), noise_scale=1.0, prior_precision=1.0), ShapeError, ["y", "3"]),
+    ("gaussian_linear_posterior", "zero noise", lambda: bayes.gaussian_linear_posterior(
+        torch.ones(3, 2, dtype=D), torch.ones(3, dtype=D), noise_scale=0.0, prior_precision=1.0), InvalidArgumentError,
+     ["noise_scale"]),
+    ("gaussian_linear_posterior", "prior matrix of the wrong shape", lambda: bayes.gaussian_linear_posterior(
+        torch.ones(3, 2, dtype=D), torch.ones(3, dtype=D), noise_scale=1.0, prior_precision=torch.eye(3, dtype=D)),
+     ShapeError, ["prior_precision", "(2, 2)"]),
+    ("glm_expectations", "labels not 0/1", lambda: bayes.glm_expectations(
+        torch.ones(2, 1, dtype=D), torch.tensor([0.0, 2.0], dtype=D), torch.zeros(1, dtype=D), torch.eye(1, dtype=D)),
+     InvalidArgumentError, ["0/1"]),
+    ("glm_expectations", "indefinite precision", lambda: bayes.glm_expectations(
+        torch.ones(2, 1, dtype=D), torch.zeros(2, dtype=D), torch.zeros(1, dtype=D), -torch.eye(1, dtype=D)),
+     NotPositiveDefiniteError, ["precision", "positive definite"]),
+    ("glm_expectations", "unknown likelihood", lambda: bayes.glm_expectations(
+        torch.ones(2, 1, dtype=D), torch.zeros(2, dtype=D), torch.zeros(1, dtype=D), torch.eye(1, dtype=D),
+        likelihood="poisson"), InvalidArgumentError, ["likelihood", "bernoulli"]),
+    ("gaussian_elbo", "mean of the wrong shape", lambda: bayes.gaussian_elbo(
+        torch.ones(2, 2, dtype=D), torch.zeros(2, dtype=D), torch.zeros(3, dtype=D), torch.eye(2, dtype=D),
+        prior_precision=1.0), ShapeError, ["mean", "(2,)"]),
+    ("gaussian_elbo", "one quadrature node", lambda: bayes.gaussian_elbo(
+        torch.ones(2, 1, dtype=D), torch.zeros(2, dtype=D), torch.zeros(1, dtype=D), torch.eye(1, dtype=D),
+        prior_precision=1.0, n_quad=1), InvalidArgumentError, ["n_quad"]),
+    ("blr_step", "negative rho", lambda: bayes.blr_step(torch.zeros(1, dtype=D), torch.eye(1, dtype=D),
+                                                       torch.zeros(1, dtype=D), torch.eye(1, dtype=D),
+                                                       prior_precision=1.0, rho=-0.5), InvalidArgumentError, ["rho"]),
+    ("blr_step", "Hessian of the wrong shape", lambda: bayes.blr_step(
+        torch.zeros(1, dtype=D), torch.eye(1, dtype=D), torch.zeros(1, dtype=D), torch.eye(2, dtype=D),
+        prior_precision=1.0), ShapeError, ["expected_hess"]),
+    ("blr_step", "step to an indefinite precision", lambda: bayes.blr_step(
+        torch.zeros(1, dtype=D), 3 * torch.eye(1, dtype=D), torch.zeros(1, dtype=D), torch.zeros(1, 1, dtype=D),
+        prior_precision=1.0, rho=2.0), NotPositiveDefiniteError, ["rho"]),
+    ("natural_gradient_vi", "zero steps", lambda: bayes.natural_gradient_vi(torch.ones(2, 1, dtype=D), torch.zeros(2, dtype=D), prior_precision=1.0,
+                                             n_steps=0), InvalidArgumentError, ["n_steps"]),
+    ("natural_gradient_vi", "string prior precision", lambda: bayes.natural_gradient_vi(torch.ones(2, 1, dtype=D), torch.zeros(2, dtype=D),
+                                                         prior_precision="1"), ArgumentTypeError, ["prior_precision"]),
+    ("natural_gradient_vi", "NaN inputs", lambda: bayes.natural_gradient_vi(torch.full((2, 1), float("nan"), dtype=D), torch.zeros(2, dtype=D),
+                                             prior_precision=1.0), NonFiniteError, ["X"]),
+    ("gradient_vi", "unknown optimiser", lambda: bayes.gradient_vi(torch.ones(2, 1, dtype=D), torch.zeros(2, dtype=D),
+                                                                  prior_precision=1.0, optimizer="lbfgs"),
+     InvalidArgumentError, ["optimizer", "adam"]),
+    ("gradient_vi", "zero learning rate", lambda: bayes.gradient_vi(torch.ones(2, 1, dtype=D), torch.zeros(2, dtype=D),
+                                                                   prior_precision=1.0, lr=0.0), InvalidArgumentError,
+     ["lr"]),
 ]
 
 
