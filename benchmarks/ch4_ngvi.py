@@ -15,7 +15,7 @@ Two models, each with a full-covariance Gaussian :math:`q` started at the prior
   the optimum is the end of 200 NGVI steps with :math:`\\rho = 1` (its ELBO gradient, by autodiff, is
   recorded).
 
-Methods: ``fisherbook.bayes.ngvi`` (step :math:`\\rho`) and ``fisherbook.bayes.gradient_vi`` with Adam
+Methods: ``fisherbook.bayes.natural_gradient_vi`` (step :math:`\\rho`) and ``fisherbook.bayes.gradient_vi`` with Adam
 (learning rate on :math:`(m, L)`, :math:`\\Sigma = LL^\\top`, log-diagonal), both on the same grid
 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 0.5, 0.7, 1, 1.3, 1.6, 2 (the two smallest values were added
 after a first run chose Adam's 0.01, then the grid's end; ``--merge`` keeps the earlier runs). A run's score is the first step from which the
