@@ -235,6 +235,8 @@ def main(argv=None) -> str:
     parser.add_argument("--steps", type=int, default=1000, help="iterations of the convergence runs")
     parser.add_argument("--quick", action="store_true", help="short runs, print the report only")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the step timings")
+    parser.add_argument("--where", default="on the same shared machine",
+                        help="how busy the machine was, for the report's line on a --timing-only re-run")
     parser.add_argument("--timing-only", action="store_true",
                         help="re-measure section 1 only and put it in place of the committed report's section 1")
     args = parser.parse_args(argv)
@@ -250,7 +252,7 @@ def main(argv=None) -> str:
         tail = rest[rest.index("## 2. "):]
         new = "\n".join(section1(X, timing_steps, args.rounds))
         note = (f"Section 1 re-measured alone (`--timing-only --rounds {args.rounds}`, "
-                f"{time.perf_counter() - t_start:.0f} s), on the same shared machine.")
+                f"{time.perf_counter() - t_start:.0f} s), {args.where}.")
         head = "\n".join(line for line in head.split("\n") if not line.startswith("Section 1 re-measured"))
         report = head.rstrip("\n") + "\n\n" + note + "\n\n" + new + "\n" + tail
         path.write_text(report)
