@@ -9,6 +9,7 @@ import math
 
 import pytest
 import torch
+from kfac_models import data, mlp  # tests/kfac_models.py (pytest puts tests/ on sys.path)
 from torch import nn
 
 import fisherbook as fb
@@ -16,25 +17,6 @@ from fisherbook.errors import ArgumentTypeError, InvalidArgumentError, NonFinite
 from fisherbook.optim import KFAC
 
 DT = torch.float64
-
-
-def mlp(seed: int = 0, sizes=(5, 7, 4)) -> nn.Sequential:
-    g = torch.Generator().manual_seed(seed)
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        lin = nn.Linear(a, b).to(DT)
-        with torch.no_grad():
-            lin.weight.copy_(torch.randn(b, a, generator=g, dtype=DT) / math.sqrt(a))
-            lin.bias.copy_(0.1 * torch.randn(b, generator=g, dtype=DT))
-        layers.append(lin)
-        if i < len(sizes) - 2:
-            layers.append(nn.Tanh())
-    return nn.Sequential(*layers)
-
-
-def data(n: int = 40, d: int = 5, k: int = 4, seed: int = 1):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(n, d, generator=g, dtype=DT), torch.randint(0, k, (n,), generator=g)
 
 
 def train_step(opt, model, X, y):
